@@ -1,0 +1,6 @@
+"""Equinox autoregressive networks: ``net(x, context=None) -> logits [N, K]``, row i reads x[:i]."""
+
+from arjax.nn.made import MADE
+from arjax.nn.mean_field import MeanField
+
+__all__ = ["MADE", "MeanField"]

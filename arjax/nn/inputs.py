@@ -1,0 +1,70 @@
+"""Input handling shared by the networks: tokens or one-hot rows, checked at trace time."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, Int
+
+__all__ = ["as_one_hot", "check_context", "check_positive_int", "scaled_normal"]
+
+
+def as_one_hot(
+    x: Int[Array, " N"] | Float[Array, "N K"], num_positions: int, num_categories: int, dtype
+) -> Float[Array, "N K"]:
+    """One-hot rows ``[N, K]`` from tokens ``Int[N]``; float ``[N, K]`` rows pass through.
+
+    Float rows let ``jax.jacfwd`` differentiate a net with respect to its input, which is how
+    ``arjax.testing.check_autoregressive`` looks for leaks.
+
+    >>> as_one_hot(jnp.array([0, 2]), 2, 3, jnp.float32).tolist()
+    [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
+    """
+    x = jnp.asarray(x)
+    if jnp.issubdtype(x.dtype, jnp.integer):
+        if x.shape != (num_positions,):
+            raise ValueError(
+                f"x must have shape ({num_positions},) (one sequence of tokens; batch with "
+                f"jax.vmap), got shape {x.shape}"
+            )
+        return jax.nn.one_hot(x, num_categories, dtype=dtype)
+    if jnp.issubdtype(x.dtype, jnp.floating):
+        if x.shape != (num_positions, num_categories):
+            raise ValueError(
+                f"float x must be one-hot rows of shape ({num_positions}, {num_categories}), "
+                f"got shape {x.shape}; pass integer tokens of shape ({num_positions},) instead"
+            )
+        return x.astype(dtype)
+    raise TypeError(f"x must hold integer tokens, got dtype {x.dtype}")
+
+
+def check_context(context, context_shape: tuple[int, ...] | None):
+    """Check one context against the shape a net was built for; returns it as an array or None."""
+    if context_shape is None:
+        if context is not None:
+            raise ValueError("context was given, but this net was built without context_size")
+        return None
+    if context is None:
+        raise ValueError(f"context of shape {context_shape} is required by this net, got None")
+    context = jnp.asarray(context)
+    if context.shape != context_shape:
+        raise ValueError(f"context must have shape {context_shape}, got shape {context.shape}")
+    return context
+
+
+def check_positive_int(name: str, value) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is an integer ≥ 1."""
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def scaled_normal(key, scales: list[np.ndarray], dtype) -> list[Array]:
+    """Independent standard normals times each of ``scales``, drawn in one call for all of a net's weights."""
+    return _scaled_normal(key, [np.asarray(s, dtype=dtype) for s in scales])
+
+
+@jax.jit
+def _scaled_normal(key, scales):
+    sizes = [s.size for s in scales]
+    flat = jax.random.normal(key, (sum(sizes),), scales[0].dtype)
+    pieces = jnp.split(flat, np.cumsum(sizes)[:-1])
+    return [p.reshape(s.shape) * s for p, s in zip(pieces, scales)]

@@ -1,0 +1,169 @@
+"""Exact ancestral sampling: one ``lax.scan`` over positions, ``vmap`` over sequences.
+
+Two paths give the same samples for the same key. The generic path reruns ``net(x)`` at every
+position (N network passes per sequence). The cached path uses a net's ``init_cache`` /
+``decode_step`` pair and costs one incremental step per position; it is chosen automatically when
+the net provides it. Position ``i`` of a sequence always draws with ``fold_in(key, i)``, so the
+choice of path never changes the random numbers.
+"""
+
+import math
+from collections.abc import Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from arjax.allowed import AllowedFn, check_allowed, masked_log_softmax
+
+__all__ = ["sample", "sample_and_log_prob", "has_fast_path", "check_sample_shape", "split_context"]
+
+
+def sample_and_log_prob(
+    net: eqx.Module,
+    key: PRNGKeyArray,
+    sample_shape: Sequence[int] = (),
+    *,
+    context: Float[Array, "..."] | None = None,
+    allowed=None,
+    cached: bool | None = None,
+) -> tuple[Int[Array, "*S N"], Float[Array, " *S"]]:
+    """Draw exact samples of ``net``'s distribution and their log-probabilities.
+
+    Args:
+        net: an autoregressive net (``net(x, context) -> logits [N, K]``).
+        key: a ``jax.random`` key.
+        sample_shape: tuple of ints; the output has shape ``sample_shape + batch_shape + (N,)``,
+            where ``batch_shape`` are the leading dimensions of ``context`` beyond the net's
+            ``context_shape``.
+        context: conditioning input of shape ``batch_shape + net.context_shape``.
+        allowed: ``Bool[N, K]`` table or rule ``allowed(x, i) -> Bool[K]`` reading ``x[:i]``.
+        cached: ``None`` picks the net's ``decode_step`` fast path when it has one; ``True``
+            requires it; ``False`` forces the generic N-pass path.
+
+    Returns:
+        ``(x, log_prob)``: int32 tokens and their exact log-probabilities.
+
+    Example:
+        >>> import jax
+        >>> from arjax.nn import MADE
+        >>> net = MADE(num_positions=5, num_categories=2, key=jax.random.key(0))
+        >>> x, lp = sample_and_log_prob(net, jax.random.key(1), (3,))
+        >>> x.shape, lp.shape
+        ((3, 5), (3,))
+    """
+    sample_shape = check_sample_shape(sample_shape)
+    rule = check_allowed(allowed, net.num_positions, net.num_categories)
+    context, batch_shape = split_context(net, context)
+    use_cache = _choose_path(net, cached)
+    return _sample_and_log_prob(net, key, sample_shape + batch_shape, context, rule, use_cache)
+
+
+def sample(
+    net: eqx.Module,
+    key: PRNGKeyArray,
+    sample_shape: Sequence[int] = (),
+    *,
+    context: Float[Array, "..."] | None = None,
+    allowed=None,
+    cached: bool | None = None,
+) -> Int[Array, "*S N"]:
+    """Exact samples only; see ``sample_and_log_prob``.
+
+    >>> import jax
+    >>> from arjax.nn import MeanField
+    >>> sample(MeanField(4, 3, key=jax.random.key(0)), jax.random.key(1), (2,)).shape
+    (2, 4)
+    """
+    return sample_and_log_prob(net, key, sample_shape, context=context, allowed=allowed, cached=cached)[0]
+
+
+def has_fast_path(net) -> bool:
+    """Whether ``net`` provides ``init_cache`` and ``decode_step``."""
+    return callable(getattr(net, "init_cache", None)) and callable(getattr(net, "decode_step", None))
+
+
+def check_sample_shape(sample_shape) -> tuple[int, ...]:
+    """Return ``sample_shape`` as a tuple, or raise ``TypeError`` naming the argument."""
+    if isinstance(sample_shape, (tuple, list)) and all(
+        isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in sample_shape
+    ):
+        return tuple(sample_shape)
+    raise TypeError(f"sample_shape must be a tuple of non-negative ints, e.g. (1000,), got {sample_shape!r}")
+
+
+def split_context(net, context) -> tuple[Array | None, tuple[int, ...]]:
+    """Check ``context`` against ``net.context_shape``; return it and its batch shape."""
+    context_shape = getattr(net, "context_shape", None)
+    if context is None:
+        if context_shape is not None:
+            raise ValueError(f"context of shape (..., *{context_shape}) is required by this net, got None")
+        return None, ()
+    if context_shape is None:
+        raise ValueError("context was given, but the net takes none (its context_shape is None)")
+    context = jnp.asarray(context)
+    split = context.ndim - len(context_shape)
+    if split < 0 or context.shape[split:] != tuple(context_shape):
+        raise ValueError(f"context must have shape batch_shape + {tuple(context_shape)}, got shape {context.shape}")
+    return context, context.shape[:split]
+
+
+@eqx.filter_jit
+def _sample_and_log_prob(net, key, shape, context, rule, use_cache):
+    size = math.prod(shape)
+    keys = jax.random.split(key, size)
+    one = _sample_one_cached if use_cache else _sample_one_generic
+    if context is None:
+        x, log_prob = jax.vmap(lambda k: one(net, k, None, rule))(keys)
+    else:
+        context_shape = tuple(net.context_shape)
+        flat = jnp.broadcast_to(context, shape + context_shape).reshape((size,) + context_shape)
+        x, log_prob = jax.vmap(lambda k, c: one(net, k, c, rule))(keys, flat)
+    return x.reshape(shape + (net.num_positions,)), log_prob.reshape(shape)
+
+
+def _sample_one_generic(net, key, context, rule: AllowedFn | None):
+    def step(carry, i):
+        x, log_prob = carry
+        logits = net(x, context)[i]
+        token, log_p = _draw(key, i, logits, x, rule)
+        return (x.at[i].set(token), log_prob + log_p), None
+
+    init = (jnp.zeros(net.num_positions, jnp.int32), jnp.zeros((), _logit_dtype(net, context)))
+    (x, log_prob), _ = lax.scan(step, init, jnp.arange(net.num_positions))
+    return x, log_prob
+
+
+def _sample_one_cached(net, key, context, rule: AllowedFn | None):
+    def step(carry, i):
+        cache, previous, x, log_prob = carry
+        logits, cache = net.decode_step(cache, i, previous)
+        token, log_p = _draw(key, i, logits, x, rule)
+        return (cache, token, x.at[i].set(token), log_prob + log_p), None
+
+    cache = net.init_cache(context)
+    x0 = jnp.zeros(net.num_positions, jnp.int32)
+    init = (cache, jnp.zeros((), jnp.int32), x0, jnp.zeros((), _logit_dtype(net, context)))
+    (_, _, x, log_prob), _ = lax.scan(step, init, jnp.arange(net.num_positions))
+    return x, log_prob
+
+
+def _draw(key, i, logits, x, rule):
+    log_p = masked_log_softmax(logits, None if rule is None else rule(x, i))
+    token = jax.random.categorical(jax.random.fold_in(key, i), log_p).astype(jnp.int32)
+    return token, log_p[token]
+
+
+def _logit_dtype(net, context):
+    shape = jax.eval_shape(lambda n, x, c: n(x, c), net, jnp.zeros(net.num_positions, jnp.int32), context)
+    return shape.dtype
+
+
+def _choose_path(net, cached: bool | None) -> bool:
+    if cached is None:
+        return has_fast_path(net)
+    if cached and not has_fast_path(net):
+        raise ValueError(f"cached=True, but {type(net).__name__} has no init_cache/decode_step fast path")
+    return bool(cached)
