@@ -56,7 +56,7 @@ def main():
     for name, net in models.items():
         start = time.perf_counter()
         net = fit(net, target, args.beta, fit_key, args.steps)
-        est = free_energy(net, target, args.beta, eval_key, 100_000).per_site()
+        est = free_energy(net, target, args.beta, eval_key, 100_000).per_site(target.num_positions)
         elapsed = time.perf_counter() - start
         rel = abs(float(est.variational) - exact) / abs(exact)
         print(

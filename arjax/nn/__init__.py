@@ -2,5 +2,7 @@
 
 from arjax.nn.made import MADE
 from arjax.nn.mean_field import MeanField
+from arjax.nn.pixelcnn import PixelCNN
+from arjax.nn.transformer import Transformer
 
-__all__ = ["MADE", "MeanField"]
+__all__ = ["MADE", "MeanField", "PixelCNN", "Transformer"]

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
-__all__ = ["as_one_hot", "check_context", "check_positive_int", "scaled_normal"]
+__all__ = ["as_one_hot", "check_context", "check_int", "check_decode_step", "scaled_normal"]
 
 
 def as_one_hot(
@@ -51,10 +51,20 @@ def check_context(context, context_shape: tuple[int, ...] | None):
     return context
 
 
-def check_positive_int(name: str, value) -> None:
-    """Raise ``ValueError`` naming ``name`` unless ``value`` is an integer ≥ 1."""
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+def check_int(name: str, value, *, minimum: int = 1) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is an integer ≥ ``minimum``."""
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def check_decode_step(i, token) -> tuple[Int[Array, ""], Int[Array, ""]]:
+    """Check the ``(i, token)`` of a ``decode_step`` call: integer scalars, returned as int32."""
+    i, token = jnp.asarray(i), jnp.asarray(token)
+    if i.shape != () or not jnp.issubdtype(i.dtype, jnp.integer):
+        raise TypeError(f"i must be an integer scalar position, got shape {i.shape}, dtype {i.dtype}")
+    if token.shape != () or not jnp.issubdtype(token.dtype, jnp.integer):
+        raise TypeError(f"token must be an integer scalar (x[i-1]), got shape {token.shape}, dtype {token.dtype}")
+    return i.astype(jnp.int32), token.astype(jnp.int32)
 
 
 def scaled_normal(key, scales: list[np.ndarray], dtype) -> list[Array]:

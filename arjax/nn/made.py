@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from arjax.nn.inputs import as_one_hot, check_context, check_positive_int, scaled_normal
+from arjax.nn.inputs import as_one_hot, check_context, check_int, scaled_normal
 from arjax.nn.masks import hidden_degrees, input_degrees, made_mask
 
 __all__ = ["MADE"]
@@ -56,13 +56,13 @@ class MADE(eqx.Module):
         dtype=None,
         key: PRNGKeyArray,
     ):
-        check_positive_int("num_positions", num_positions)
-        check_positive_int("num_categories", num_categories)
-        check_positive_int("width", width)
+        check_int("num_positions", num_positions)
+        check_int("num_categories", num_categories)
+        check_int("width", width)
         if not isinstance(depth, int) or depth < 0:
             raise ValueError(f"depth must be an integer >= 0, got {depth!r}")
         if context_size is not None:
-            check_positive_int("context_size", context_size)
+            check_int("context_size", context_size)
         self.num_positions = num_positions
         self.num_categories = num_categories
         self.width = width

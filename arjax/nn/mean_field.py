@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from arjax.nn.inputs import as_one_hot, check_context, check_positive_int, scaled_normal
+from arjax.nn.inputs import as_one_hot, check_context, check_int, scaled_normal
 
 __all__ = ["MeanField"]
 
@@ -41,10 +41,10 @@ class MeanField(eqx.Module):
         dtype=None,
         key: PRNGKeyArray,
     ):
-        check_positive_int("num_positions", num_positions)
-        check_positive_int("num_categories", num_categories)
+        check_int("num_positions", num_positions)
+        check_int("num_categories", num_categories)
         if context_size is not None:
-            check_positive_int("context_size", context_size)
+            check_int("context_size", context_size)
         self.num_positions = num_positions
         self.num_categories = num_categories
         self.context_shape = None if context_size is None else (context_size,)
