@@ -1,8 +1,8 @@
 """arjax: autoregressive probabilistic models over discrete sequences in JAX."""
 
 from arjax import estimators, nn, objectives, symmetry, targets, testing, train
-from arjax.distribution import Autoregressive
 from arjax.distrax_view import AutoregressiveDistrax
+from arjax.distribution import Autoregressive
 from arjax.sampling import sample, sample_and_log_prob
 
 __all__ = [

@@ -40,8 +40,10 @@ def check_allowed(allowed, num_positions: int, num_categories: int) -> AllowedFn
         return allowed
     table = jnp.asarray(allowed)
     if table.dtype != jnp.bool_:
-        raise TypeError(f"allowed must be a boolean array of shape ({num_positions}, {num_categories}) or a "
-                        f"callable allowed(x, i) -> Bool[K], got an array of dtype {table.dtype}")
+        raise TypeError(
+            f"allowed must be a boolean array of shape ({num_positions}, {num_categories}) or a "
+            f"callable allowed(x, i) -> Bool[K], got an array of dtype {table.dtype}"
+        )
     if table.shape != (num_positions, num_categories):
         raise ValueError(
             f"allowed must have shape (num_positions, num_categories) = ({num_positions}, "
@@ -56,7 +58,9 @@ def check_allowed(allowed, num_positions: int, num_categories: int) -> AllowedFn
     return AllowedTable(table)
 
 
-def masked_log_softmax(logits: Float[Array, "... K"], allowed_row: Bool[Array, "... K"] | None) -> Float[Array, "... K"]:
+def masked_log_softmax(
+    logits: Float[Array, "... K"], allowed_row: Bool[Array, "... K"] | None
+) -> Float[Array, "... K"]:
     """Normalised log-probabilities with disallowed tokens at exactly ``-inf``.
 
     >>> masked_log_softmax(jnp.zeros(3), jnp.array([True, False, True])).tolist()

@@ -1,6 +1,5 @@
 """``Autoregressive``: a NumPyro distribution over token sequences defined by an autoregressive net."""
 
-import itertools
 import math
 
 import equinox as eqx
@@ -13,10 +12,9 @@ from numpyro.distributions.distribution import Distribution
 
 from arjax.allowed import AllowedTable, check_allowed, masked_log_softmax
 from arjax.sampling import check_sample_shape, sample_and_log_prob, split_context
+from arjax.testing import all_sequences
 
 __all__ = ["Autoregressive"]
-
-_MAX_ENUMERATION = 2**16
 
 
 class Autoregressive(Distribution):
@@ -54,7 +52,9 @@ class Autoregressive(Distribution):
     pytree_aux_fields = ("_allowed_rule",)
     has_enumerate_support = False
 
-    def __init__(self, net: eqx.Module, context: Float[Array, "..."] | None = None, allowed=None, *, validate_args=None):
+    def __init__(
+        self, net: eqx.Module, context: Float[Array, "..."] | None = None, allowed=None, *, validate_args=None
+    ):
         _check_net(net)
         self.net = net
         self.context, batch_shape = split_context(net, context)
@@ -108,12 +108,14 @@ class Autoregressive(Distribution):
         value = self._check_value(value)
         in_range = (value >= 0) & (value < self.num_categories)
         safe = jnp.where(in_range, value, 0)
-        picked = jnp.take_along_axis(self.conditional_log_probs(safe), safe[..., None], axis=-1)[..., 0]
+        picked = jnp.take_along_axis(self._conditional_log_probs(safe), safe[..., None], axis=-1)[..., 0]
         return jnp.where(jnp.all(in_range, axis=-1), jnp.sum(picked, axis=-1), -jnp.inf)
 
     def conditional_log_probs(self, value: Int[Array, "... N"]) -> Float[Array, "... N K"]:
         """Normalised ``ln p(x_i = k | x_{<i})`` for every position: shape ``[..., N, K]``."""
-        value = self._check_value(value)
+        return self._conditional_log_probs(self._check_value(value))
+
+    def _conditional_log_probs(self, value: Int[Array, "... N"]) -> Float[Array, "... N K"]:
         shape = jnp.broadcast_shapes(value.shape[:-1], self.batch_shape)
         size = math.prod(shape)
         flat_x = jnp.broadcast_to(value, shape + self.event_shape).reshape((size,) + self.event_shape)
@@ -126,18 +128,14 @@ class Autoregressive(Distribution):
         return out.reshape(shape + (self.num_positions, self.num_categories))
 
     def enumerate_support(self, expand: bool = True) -> Int[Array, "..."]:
-        """All ``K**N`` sequences, shape ``(K**N,) + batch_shape + (N,)`` (only for ``K**N ≤ 2**16``).
+        """All ``K**N`` sequences, shape ``(K**N,) + batch_shape + (N,)`` (for ``K**N ≤ 2**16``).
 
         Not used by NumPyro's inference (``has_enumerate_support`` is ``False``); it is here for
         exact checks on small models.
         """
-        count = self.num_categories**self.num_positions
-        if count > _MAX_ENUMERATION:
-            raise ValueError(
-                f"enumerate_support needs K**N ≤ {_MAX_ENUMERATION}, got {self.num_categories}**{self.num_positions}"
-            )
-        grid = np.array(list(itertools.product(range(self.num_categories), repeat=self.num_positions)), np.int32)
-        values = jnp.asarray(grid).reshape((count,) + (1,) * len(self.batch_shape) + self.event_shape)
+        grid = all_sequences(self.num_positions, self.num_categories)
+        count = grid.shape[0]
+        values = grid.reshape((count,) + (1,) * len(self.batch_shape) + self.event_shape)
         if expand:
             values = jnp.broadcast_to(values, (count,) + self.batch_shape + self.event_shape)
         return values

@@ -13,7 +13,9 @@ from arjax.nn import MADE
 @pytest.fixture(scope="module")
 def pair():
     net = MADE(num_positions=5, num_categories=3, width=16, depth=2, context_size=2, key=jax.random.key(0))
-    numpyro_dist = Autoregressive(net, jnp.array([[0.0, 1.0], [1.0, -1.0]]), allowed=jnp.ones((5, 3), bool).at[1, 2].set(False))
+    numpyro_dist = Autoregressive(
+        net, jnp.array([[0.0, 1.0], [1.0, -1.0]]), allowed=jnp.ones((5, 3), bool).at[1, 2].set(False)
+    )
     return numpyro_dist, numpyro_dist.to_distrax()
 
 

@@ -4,12 +4,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import chi_square_pvalue
 from scipy.special import log_softmax, logsumexp
 
 from arjax import Autoregressive, sample_and_log_prob
 from arjax.nn import MADE, MeanField
 from arjax.testing import all_sequences, check_normalized
-from conftest import chi_square_pvalue
 
 SIZES = [(8, 2), (4, 5)]
 

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import TableNet
 
 from arjax import Autoregressive
 from arjax.estimators import free_energy
@@ -12,7 +13,6 @@ from arjax.objectives import free_energy_loss, nll
 from arjax.symmetry import symmetrized_log_prob
 from arjax.targets import IsingSquare, SherringtonKirkpatrick
 from arjax.testing import all_sequences
-from conftest import TableNet
 
 BETA = 0.4
 
@@ -33,7 +33,9 @@ def _exact_free_energy_of_q(net, target, beta, symmetry=None):
 def test_score_function_gradient_matches_the_exact_gradient(target, symmetry):
     net = MADE(num_positions=9, num_categories=2, width=12, depth=1, key=jax.random.key(1))
     exact = jax.grad(_exact_free_energy_of_q)(net, target, BETA, symmetry)
-    grad = jax.jit(jax.vmap(jax.grad(lambda n, k: free_energy_loss(n, k, target, BETA, 4096, symmetry=symmetry)), (None, 0)))
+    grad = jax.jit(
+        jax.vmap(jax.grad(lambda n, k: free_energy_loss(n, k, target, BETA, 4096, symmetry=symmetry)), (None, 0))
+    )
     draws = grad(net, jax.random.split(jax.random.key(2), 16))
     for g_exact, g_draws in zip(jax.tree_util.tree_leaves(exact), jax.tree_util.tree_leaves(draws)):
         mean = g_draws.mean(0)
@@ -103,10 +105,13 @@ def test_mismatched_sizes_and_symmetry_are_rejected():
     with pytest.raises(ValueError, match="net and target disagree"):
         free_energy_loss(MeanField(8, 2, key=jax.random.key(0)), jax.random.key(0), IsingSquare(3), 0.4, 16)
     with pytest.raises(ValueError, match="two categories"):
-        free_energy_loss(MeanField(9, 3, key=jax.random.key(0)), jax.random.key(0),
-                         _ThreeStateTarget(), 0.4, 16, symmetry="z2")
+        free_energy_loss(
+            MeanField(9, 3, key=jax.random.key(0)), jax.random.key(0), _ThreeStateTarget(), 0.4, 16, symmetry="z2"
+        )
     with pytest.raises(ValueError, match="symmetry must be"):
-        free_energy_loss(MeanField(9, 2, key=jax.random.key(0)), jax.random.key(0), IsingSquare(3), 0.4, 16, symmetry="z3")
+        free_energy_loss(
+            MeanField(9, 2, key=jax.random.key(0)), jax.random.key(0), IsingSquare(3), 0.4, 16, symmetry="z3"
+        )
 
 
 class _ThreeStateTarget:

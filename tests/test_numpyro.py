@@ -101,7 +101,9 @@ def test_tracegraph_elbo_gradient_matches_the_exact_gradient(prior_net):
     def exact_loss(p):
         q = Autoregressive(eqx.combine(p, static))
         log_q = q.log_prob(xs)
-        log_joint = Autoregressive(prior_net).log_prob(xs) + dist.Normal(xs.sum(-1).astype(jnp.float32), 1.0).log_prob(2.0)
+        log_joint = Autoregressive(prior_net).log_prob(xs) + dist.Normal(xs.sum(-1).astype(jnp.float32), 1.0).log_prob(
+            2.0
+        )
         return jnp.sum(jnp.exp(log_q) * (log_q - log_joint))
 
     exact = jax.grad(exact_loss)(params_net)

@@ -1,7 +1,6 @@
 """Naive mean field: a factorised distribution written as an autoregressive net."""
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
