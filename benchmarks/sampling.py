@@ -1,50 +1,140 @@
-"""Sampling throughput and log-prob+gradient time, each beside an in-run baseline (JSON lines).
+"""Sampling throughput and training-step cost of arjax's nets, each beside an in-run baseline.
 
-- ``made_sample_cached``: arjax's default sampler for MADE (one jitted ``lax.scan`` over positions
-  using MADE's ``decode_step`` fast path, vmapped batch). Baselines: ``made_sample_generic`` (the
-  same scan rerunning the full net at every position, ``cached=False``) and
-  ``made_sample_python_loop`` (N full passes driven from Python with a jitted per-position step,
-  as the PyTorch VAN reference samples: a host round-trip per position).
-- ``made_log_prob_grad``: one jitted ``value_and_grad`` of the mean log-prob on a batch; compile
-  time is reported apart from the steady-state time. Baseline ``made_log_prob``: the forward pass.
+Prints one JSON line ``{"name", "value", "unit", ...}`` per measurement; extra keys give the
+configuration. Every jitted function is compiled ahead of time (``jit(...).lower(...).compile()``,
+reported apart as ``compile_s``), then timed as the best of ``--repeats`` calls after a warm-up
+(``block_until_ready``); slow baselines get a single timed call. Sections (``--sections``, comma
+separated, default all):
 
-Run: python benchmarks/sampling.py [--positions 256] [--batch 1024] [--repeats 3]
+- ``made``: ``made_sample_cached`` (one ``lax.scan`` over positions using MADE's ``decode_step``,
+  vmapped batch) vs ``made_sample_generic_baseline`` (the same scan rerunning the full net at every
+  position, ``cached=False``) and ``made_sample_python_loop_baseline`` (N jitted per-position
+  calls driven from Python, as the PyTorch VAN reference samples); ``made_log_prob_grad`` (one
+  jitted ``value_and_grad`` of the mean log-prob) vs the forward pass.
+- ``transformer``: causal Transformer (d_model 128, 4 heads, 2 layers, K=2, N=256) sampling with
+  the KV cache vs the naive sampler that reruns the full net at every position (``cached=False``).
+  The naive sampler's cost per sample does not depend on the batch, so it runs on
+  ``--naive-batch`` sequences (stated in its line); ``transformer_cache_speedup`` is the ratio of
+  samples/s.
+- ``pixelcnn``: ``PixelCNN.van_default(16)`` sampling at batch 1000 with the cached path, beside
+  the naive sampler (full pass per site, timed over the first ``--naive-sites`` sites and
+  extrapolated: every site costs the same pass); one VFE training step (sample + log_prob +
+  score-function gradient, ``jax.value_and_grad(free_energy_loss)`` on ``IsingSquare(16)``) at
+  batch 1000, beside its forward pass (sampling and loss value only).
+- ``pixelcnn_conv_baseline``: log-prob + gradient of the PixelCNN with arjax's row-Toeplitz
+  matmuls vs the same weights run through masked ``lax.conv_general_dilated`` (as NetKet's
+  ``ARNNConv2D``); the logits agree to float32 rounding.
+- ``mle``: one jitted maximum-likelihood step of a Transformer (batch 64, N=256, d_model 256,
+  4 heads, 4 layers, K=2: ``jax.value_and_grad(nll)`` + ``optax.adam``), its FLOP count from
+  XLA's ``cost_analysis`` beside an analytic count, and the achieved FLOP/s against the peak of
+  a jitted float32 ``jnp.dot`` of two 2048×2048 matrices measured in the same run. Where the time
+  goes: the step vs its forward pass, its ``value_and_grad`` and the Adam update alone, and one
+  block's attention core (scores, softmax, weighted sum), projections (q/k/v and output) and MLP,
+  each forward + backward, times the number of layers.
+
+The 1-minute load average is printed first and last: other processes slow every number.
+
+Run: python benchmarks/sampling.py [--sections made,transformer,pixelcnn,pixelcnn_conv_baseline,mle]
+     [--repeats 3] [--naive-batch 32] (see --help for the sizes)
 """
 
 import argparse
 import json
+import os
 import time
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
 
 import arjax
 from arjax.allowed import masked_log_softmax
+from arjax.nn.pixelcnn import PixelCNN
+from arjax.nn.transformer import Transformer, _attend
+from arjax.objectives import free_energy_loss, nll
+from arjax.targets import IsingSquare
+
+SECTIONS = ("made", "transformer", "pixelcnn", "pixelcnn_conv_baseline", "mle")
 
 
-def emit(name, value, unit, **extra):
-    print(json.dumps({"name": name, "value": round(float(value), 6), "unit": unit, **extra}), flush=True)
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}")
+    parser.add_argument("--repeats", type=int, default=3)
+    group = parser.add_argument_group("made")
+    group.add_argument("--positions", type=int, default=256)
+    group.add_argument("--batch", type=int, default=1024)
+    group.add_argument("--width", type=int, default=512)
+    group.add_argument("--depth", type=int, default=2)
+    group = parser.add_argument_group("transformer")
+    group.add_argument("--transformer-positions", type=int, default=256)
+    group.add_argument("--transformer-batch", type=int, default=256)
+    group.add_argument("--naive-batch", type=int, default=32, help="sequences for the naive Transformer sampler")
+    group = parser.add_argument_group("pixelcnn")
+    group.add_argument("--L", type=int, default=16)
+    group.add_argument("--pixelcnn-batch", type=int, default=1000)
+    group.add_argument("--naive-sites", type=int, default=2, help="sites timed for the naive PixelCNN sampler")
+    group.add_argument("--beta", type=float, default=0.44)
+    group = parser.add_argument_group("mle")
+    group.add_argument("--mle-batch", type=int, default=64)
+    group.add_argument("--mle-positions", type=int, default=256)
+    group.add_argument("--mle-d-model", type=int, default=256)
+    group.add_argument("--mle-layers", type=int, default=4)
+    group.add_argument("--matmul-size", type=int, default=2048)
+    args = parser.parse_args()
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        parser.error(f"unknown sections {unknown}; choose from {SECTIONS}")
+
+    emit("versions", 0, "info", jax=jax.__version__, backend=jax.default_backend(), device=str(jax.devices()[0]),
+         cpu_count=os.cpu_count())  # fmt: skip
+    emit("load_average_1min", os.getloadavg()[0], "processes")
+    for section in SECTIONS:
+        if section in sections:
+            globals()[f"bench_{section}"](args)
+    emit("load_average_1min", os.getloadavg()[0], "processes")
 
 
-def timed(fn, *args, repeats):
+# --------------------------------------------------------------------------------------- MADE
+
+
+def bench_made(args):
+    n, batch = args.positions, args.batch
+    config = dict(N=n, K=2, batch=batch, width=args.width, depth=args.depth)
+    net = arjax.nn.MADE(num_positions=n, num_categories=2, width=args.width, depth=args.depth, key=jax.random.key(0))
+    key = jax.random.key(1)
+
+    for cached, name in [(True, "made_sample_cached"), (False, "made_sample_generic_baseline")]:
+        sample = eqx.filter_jit(lambda net, key, cached=cached: arjax.sample(net, key, (batch,), cached=cached))
+        compile_s, run_s = timed(sample, net, key, repeats=args.repeats)
+        emit(name, batch / run_s, "samples/s", compile_s=compile_s, **config)
+
+    loop = python_loop_sampler(net, batch)
+    loop(net, key)  # compiles the per-position step
     start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    first = time.perf_counter() - start
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        best = min(best, time.perf_counter() - start)
-    return first - best, best
+    jax.block_until_ready(loop(net, key))
+    emit("made_sample_python_loop_baseline", batch / (time.perf_counter() - start), "samples/s", **config)
+
+    x = arjax.sample(net, key, (batch,))
+
+    def log_prob(net, x):
+        return arjax.Autoregressive(net).log_prob(x).mean()
+
+    compile_s, run_s = timed(eqx.filter_jit(eqx.filter_value_and_grad(log_prob)), net, x, repeats=args.repeats)
+    emit("made_log_prob_grad", run_s * 1e3, "ms", compile_s=compile_s, **config)
+    _, run_s = timed(eqx.filter_jit(log_prob), net, x, repeats=args.repeats)
+    emit("made_log_prob_forward_baseline", run_s * 1e3, "ms", **config)
 
 
 def python_loop_sampler(net, batch):
     @eqx.filter_jit
     def position_step(net, x, i, key):
         logits = jax.vmap(net)(x)[:, i]
-        log_p = masked_log_softmax(logits, None)
-        token = jax.random.categorical(key, log_p).astype(jnp.int32)
+        token = jax.random.categorical(key, masked_log_softmax(logits, None)).astype(jnp.int32)
         return x.at[:, i].set(token)
 
     def run(net, key):
@@ -56,40 +146,268 @@ def python_loop_sampler(net, batch):
     return run
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--positions", type=int, default=256)
-    parser.add_argument("--batch", type=int, default=1024)
-    parser.add_argument("--width", type=int, default=512)
-    parser.add_argument("--depth", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
-    n, batch = args.positions, args.batch
-    config = dict(N=n, K=2, batch=batch, width=args.width, depth=args.depth, device=str(jax.devices()[0]))
-    net = arjax.nn.MADE(num_positions=n, num_categories=2, width=args.width, depth=args.depth, key=jax.random.key(0))
+# -------------------------------------------------------------------------------- Transformer
+
+
+def bench_transformer(args):
+    n, batch = args.transformer_positions, args.transformer_batch
+    naive_batch = min(args.naive_batch, batch)
+    config = dict(N=n, K=2, d_model=128, num_heads=4, num_layers=2)
+    net = Transformer(n, 2, d_model=128, num_heads=4, num_layers=2, key=jax.random.key(0))
     key = jax.random.key(1)
 
-    sample = eqx.filter_jit(lambda net, key, cached: arjax.sample(net, key, (batch,), cached=cached))
-    for cached, name in [(True, "made_sample_cached"), (False, "made_sample_generic_baseline")]:
-        compile_s, run_s = timed(sample, net, key, cached, repeats=args.repeats)
-        emit(name, batch / run_s, "samples/s", compile_s=round(compile_s, 3), **config)
+    sample = eqx.filter_jit(lambda net, key: arjax.sample(net, key, (batch,), cached=True))
+    compile_s, cached_s = timed(sample, net, key, repeats=args.repeats)
+    cached_rate = batch / cached_s
+    emit("transformer_sample_cached", cached_rate, "samples/s", batch=batch, compile_s=compile_s, **config)
 
-    loop = python_loop_sampler(net, batch)
-    compile_s, run_s = timed(loop, net, key, repeats=1)
-    emit("made_sample_python_loop_baseline", batch / run_s, "samples/s", **config)
+    naive = eqx.filter_jit(lambda net, key: arjax.sample(net, key, (naive_batch,), cached=False))
+    compile_s, naive_s = timed(naive, net, key, repeats=1, warmup=False)
+    naive_rate = naive_batch / naive_s
+    emit("transformer_sample_naive_baseline", naive_rate, "samples/s", batch=naive_batch, compile_s=compile_s,
+         note="full net rerun at every position (cached=False); cost per sample independent of batch",
+         **config)  # fmt: skip
+    emit("transformer_cache_speedup", cached_rate / naive_rate, "x", batch=batch, naive_batch=naive_batch, **config)
 
-    x = sample(net, key, True)
 
-    @eqx.filter_jit
-    def log_prob(net, x):
-        return arjax.Autoregressive(net).log_prob(x).mean()
+# ----------------------------------------------------------------------------------- PixelCNN
 
-    value_and_grad = eqx.filter_jit(eqx.filter_value_and_grad(log_prob))
-    compile_s, run_s = timed(value_and_grad, net, x, repeats=args.repeats)
-    emit("made_log_prob_grad_compile", compile_s, "s", **config)
-    emit("made_log_prob_grad", run_s * 1e3, "ms", **config)
-    _, run_s = timed(log_prob, net, x, repeats=args.repeats)
-    emit("made_log_prob_forward_baseline", run_s * 1e3, "ms", **config)
+
+def bench_pixelcnn(args):
+    L, batch = args.L, args.pixelcnn_batch
+    net = PixelCNN.van_default(L, key=jax.random.key(0))
+    config = dict(net=f"van_default({L})", N=L * L, K=2, batch=batch)
+    key = jax.random.key(1)
+
+    sample = eqx.filter_jit(lambda net, key: arjax.sample(net, key, (batch,), cached=True))
+    compile_s, run_s = timed(sample, net, key, repeats=args.repeats)
+    emit("pixelcnn_sample_cached", batch / run_s, "samples/s", compile_s=compile_s, **config)
+
+    sites = min(args.naive_sites, L * L)
+    naive = eqx.filter_jit(lambda net, key: naive_pixelcnn_sample(net, key, batch, sites))
+    compile_s, run_s = timed(naive, net, key, repeats=1)
+    total_s = run_s * L * L / sites
+    emit("pixelcnn_sample_naive_baseline", batch / total_s, "samples/s", compile_s=compile_s,
+         note=f"full pass per site; {run_s:.3f} s for the first {sites} of {L * L} sites, extrapolated",
+         **config)  # fmt: skip
+
+    target = IsingSquare(L)
+    beta = args.beta
+
+    def loss(net, key):
+        return free_energy_loss(net, key, target, beta, batch)
+
+    step = jax.jit(jax.value_and_grad(loss))
+    compile_s, run_s = timed(step, net, key, repeats=args.repeats)
+    emit("pixelcnn_vfe_step", run_s, "s", compile_s=compile_s, beta=beta, target=f"IsingSquare({L})",
+         note="sample + log_prob + score-function gradient", **config)  # fmt: skip
+    _, run_s = timed(jax.jit(loss), net, key, repeats=args.repeats)
+    emit("pixelcnn_vfe_forward_baseline", run_s, "s", beta=beta, note="sample + loss value only", **config)
+
+
+def naive_pixelcnn_sample(net, key, batch, sites):
+    """Ancestral sampling that reruns the whole net at every site, over the first ``sites`` sites."""
+
+    def one(key):
+        def step(x, i):
+            logits = net(x)[i]
+            token = jax.random.categorical(jax.random.fold_in(key, i), logits).astype(jnp.int32)
+            return x.at[i].set(token), None
+
+        return lax.scan(step, jnp.zeros(net.num_positions, jnp.int32), jnp.arange(sites))[0]
+
+    return jax.vmap(one)(jax.random.split(key, batch))
+
+
+def bench_pixelcnn_conv_baseline(args):
+    L, batch = args.L, args.pixelcnn_batch
+    net = PixelCNN.van_default(L, key=jax.random.key(0))
+    config = dict(net=f"van_default({L})", N=L * L, K=2, batch=batch)
+    x = jax.random.bernoulli(jax.random.key(2), 0.5, (batch, L * L)).astype(jnp.int32)
+    logits = eqx.filter_jit(lambda net, x: (jax.vmap(net)(x), jax.vmap(lambda s: conv_logits(net, s))(x)))
+    rowmatmul, conv = logits(net, x[:8])
+    emit("pixelcnn_conv_vs_rowmatmul_max_abs_logit_diff", jnp.max(jnp.abs(rowmatmul - conv)), "1", **config)
+    for impl, fn in (("rowmatmul", lambda n, s: n(s)), ("conv", conv_logits)):
+        loss = data_log_prob(fn)
+        repeats = args.repeats if impl == "rowmatmul" else 1
+        suffix = "" if impl == "rowmatmul" else "_baseline"
+        compile_s, run_s = timed(eqx.filter_jit(eqx.filter_value_and_grad(loss)), net, x, repeats=repeats)
+        emit(f"pixelcnn_log_prob_grad_{impl}{suffix}", run_s, "s", compile_s=compile_s, **config)
+        _, run_s = timed(eqx.filter_jit(loss), net, x, repeats=repeats)
+        emit(f"pixelcnn_log_prob_forward_{impl}{suffix}", run_s, "s", **config)
+
+
+def data_log_prob(logits):
+    def loss(net, x):
+        def log_prob(s):
+            rows = jax.nn.log_softmax(logits(net, s))
+            return jnp.take_along_axis(rows, s[:, None], axis=1).sum()
+
+        return jnp.mean(jax.vmap(log_prob)(x))
+
+    return loss
+
+
+def conv_logits(net: PixelCNN, x):
+    """The same net evaluated with masked ``lax.conv`` layers (zero padding, as VAN and NetKet)."""
+    L = net.L
+    a = conv(net.first, jax.nn.one_hot(x, net.num_categories).reshape(L, L, -1))
+    for block in net.blocks:
+        a = block.combine(a, conv(block.conv, block.inputs(a)))
+    if net.head is not None:
+        a = net.head(a)
+    return a.reshape(L * L, -1)
+
+
+def conv(layer, u):
+    h = layer.half_kernel
+    mask = np.ones((h + 1, 2 * h + 1), np.float32)
+    mask[h, h + (0 if layer.exclusive else 1) :] = 0
+    kernel = jnp.transpose(layer.weight[:, :, : h + 1] * mask, (2, 3, 1, 0))
+    dimensions = ("NHWC", "HWIO", "NHWC")
+    out = lax.conv_general_dilated(u[None], kernel, (1, 1), [(h, 0), (h, h)], dimension_numbers=dimensions)
+    return out[0] + layer.bias
+
+
+# ---------------------------------------------------------------------------- Transformer MLE
+
+
+def bench_mle(args):
+    n, batch, d, layers = args.mle_positions, args.mle_batch, args.mle_d_model, args.mle_layers
+    heads, K = 4, 2
+    config = dict(N=n, K=K, batch=batch, d_model=d, num_heads=heads, num_layers=layers)
+    net = Transformer(n, K, d_model=d, num_heads=heads, num_layers=layers, key=jax.random.key(0))
+    x = jax.random.bernoulli(jax.random.key(1), 0.5, (batch, n)).astype(jnp.int32)
+    optimizer = optax.adam(1e-3)
+    opt_state = optimizer.init(net)
+
+    def step(net, opt_state, x):
+        loss, grads = jax.value_and_grad(nll)(net, x)
+        updates, opt_state = optimizer.update(grads, opt_state, net)
+        return optax.apply_updates(net, updates), opt_state, loss
+
+    compiled, compile_s = compile_timed(jax.jit(step), net, opt_state, x)
+    flops = compiled.cost_analysis()
+    flops = (flops[0] if isinstance(flops, list) else flops)["flops"]
+
+    # Peak: a jitted float32 matmul. Its calls alternate with the step's (best of each), so that
+    # both see the same load from other processes.
+    size = args.matmul_size
+    a = jax.random.normal(jax.random.key(2), (size, size), jnp.float32)
+    matmul = jax.jit(jnp.dot).lower(a, a).compile()
+    matmul_s = step_s = float("inf")
+    for _ in range(args.repeats):
+        matmul_s = min(matmul_s, timed(matmul, a, a, repeats=3)[1])
+        step_s = min(step_s, timed(compiled, net, opt_state, x, repeats=1, warmup=step_s == float("inf"))[1])
+    peak = 2 * size**3 / matmul_s
+    emit("matmul_peak_flops", peak / 1e9, "GFLOP/s", size=size, dtype="float32")
+    analytic = analytic_step_flops(net, batch, n)
+    emit("mle_step_flops_xla", flops / 1e9, "GFLOP", **config)
+    emit("mle_step_flops_analytic", analytic["total"] / 1e9, "GFLOP",
+         note="6*params*tokens (params without embeddings) + attention 3*4*B*L*N^2*d + head",
+         **{k: round(v / 1e9, 3) for k, v in analytic.items() if k != "total"}, **config)  # fmt: skip
+    emit("mle_step_time", step_s * 1e3, "ms", compile_s=compile_s, **config)
+    emit("mle_step_flops_per_s", flops / step_s / 1e9, "GFLOP/s", **config)
+    emit("mle_step_fraction_of_matmul_peak", flops / step_s / peak, "1", peak_gflops=round(peak / 1e9, 3),
+         target=0.4, **config)  # fmt: skip
+
+    # Where the time goes.
+    forward, _ = compile_timed(jax.jit(nll), net, x)
+    _, forward_s = timed(forward, net, x, repeats=args.repeats)
+    grad, _ = compile_timed(jax.jit(jax.value_and_grad(nll)), net, x)
+    _, grad_s = timed(grad, net, x, repeats=args.repeats)
+    emit("mle_forward_time", forward_s * 1e3, "ms", fraction_of_step=round(forward_s / step_s, 3), **config)
+    emit("mle_value_and_grad_time", grad_s * 1e3, "ms", fraction_of_step=round(grad_s / step_s, 3), **config)
+    _, grads = grad(net, x)
+
+    def update(net, opt_state, grads):
+        updates, opt_state = optimizer.update(grads, opt_state, net)
+        return optax.apply_updates(net, updates), opt_state
+
+    _, update_s = timed(jax.jit(update), net, opt_state, grads, repeats=args.repeats)
+    emit("mle_adam_update_time", update_s * 1e3, "ms", fraction_of_step=round(update_s / step_s, 3),
+         note="optax.adam update + apply_updates alone", **config)  # fmt: skip
+
+    block = net.blocks[0]
+    h = 0.1 * jax.random.normal(jax.random.key(3), (batch, n, d), jnp.float32)
+    causal = jnp.asarray(np.tril(np.ones((n, n), bool)))
+    q, k, v = jax.vmap(block.query_key_value)(h)
+
+    def attention_core(q, k, v):
+        return jax.vmap(lambda q, k, v: _attend(q, k.swapaxes(1, 2), v, causal))(q, k, v)
+
+    def projections(block, h):
+        q, k, v = jax.vmap(block.query_key_value)(h)
+        attended = q + k + v  # stands in for the attention core, which is timed apart
+        return jnp.einsum("bhme,hed->bmd", attended, block.out_weight) + block.out_bias
+
+    def mlp(block, h):
+        return jax.nn.gelu(block.mlp_norm(h) @ block.up_weight + block.up_bias) @ block.down_weight + block.down_bias
+
+    def whole_block(block, h):
+        q, k, v = jax.vmap(block.query_key_value)(h)
+        return jax.vmap(block.finish)(h, attention_core(q, k, v))
+
+    parts = [
+        ("attention_core", attention_core, (q, k, v), 4 * batch * n * n * d),
+        ("qkv_and_output_projections", projections, (block, h), 2 * batch * n * 4 * d * d),
+        ("mlp", mlp, (block, h), 2 * batch * n * 8 * d * d),
+        ("whole_block", whole_block, (block, h), None),
+    ]
+    for name, fn, inputs, forward_flops in parts:
+        fwd_bwd = jax.jit(jax.grad(lambda *a, fn=fn: jnp.sum(fn(*a) ** 2), argnums=tuple(range(len(inputs)))))
+        compiled, _ = compile_timed(fwd_bwd, *inputs)
+        _, part_s = timed(compiled, *inputs, repeats=args.repeats)
+        extra = {}
+        if forward_flops is not None:  # forward + backward = 3 × forward
+            rate = 3 * forward_flops / part_s
+            extra = dict(gflops_per_s=rate / 1e9, fraction_of_peak=rate / peak)
+        emit(f"mle_time_{name}", part_s * layers * 1e3, "ms", fraction_of_step=round(part_s * layers / step_s, 3),
+             note=f"one block's {name} forward+backward x {layers} layers", **extra, **config)  # fmt: skip
+
+
+def analytic_step_flops(net, batch, n):
+    """Forward+backward FLOPs of the MLE step: 2 per multiply-add forward, 4 backward."""
+    d, layers, K = net.d_model, net.num_layers, net.num_categories
+    per_block = 4 * d * d + 8 * d * d  # q/k/v + output projections, MLP up + down (ratio 4)
+    tokens = batch * n
+    dense = 6 * layers * per_block * tokens
+    attention = 3 * layers * 4 * batch * n * n * d  # q·k and weights·v, forward 2*2*n^2*d per sequence
+    head = 6 * d * K * tokens
+    return dict(dense=dense, attention=attention, head=head, total=dense + attention + head)
+
+
+# ------------------------------------------------------------------------------------- timing
+
+
+def compile_timed(fn, *args):
+    start = time.perf_counter()
+    compiled = fn.lower(*args).compile()
+    return compiled, time.perf_counter() - start
+
+
+def timed(fn, *args, repeats, warmup=True):
+    """Compile ahead of time (when ``fn`` can be lowered), warm up, then best of ``repeats`` calls.
+
+    Returns ``(compile seconds, best seconds)``.
+    """
+    compile_s = 0.0
+    if hasattr(fn, "lower"):
+        fn, compile_s = compile_timed(fn, *args)
+    if warmup:
+        jax.block_until_ready(fn(*args))
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        best = min(best, time.perf_counter() - start)
+    return compile_s, best
+
+
+def emit(name, value, unit, **extra):
+    record = {"name": name, "value": float(f"{float(value):.6g}"), "unit": unit}
+    record.update({k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in extra.items()})
+    print(json.dumps(record), flush=True)
 
 
 if __name__ == "__main__":

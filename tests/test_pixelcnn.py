@@ -8,11 +8,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import chi_square_pvalue, sequence_index
 from jax import lax
 
+import arjax
 from arjax.nn.pixelcnn import PixelCNN
 from arjax.sampling import sample_and_log_prob
-from arjax.testing import check_autoregressive
+from arjax.testing import all_sequences, check_autoregressive
 
 CONFIGS = [
     # L, depth, half_kernel, residual, padding, final_conv
@@ -90,7 +92,6 @@ def test_decode_step_in_scan_reproduces_every_row(config):
 @pytest.mark.parametrize(
     "L, K, config",
     [
-        (3, 2, dict(depth=3, residual=True)),
         (3, 2, dict(depth=2, padding="periodic", final_conv=False)),
         (4, 2, dict(depth=2, half_kernel=1)),
         (2, 3, dict(depth=3, final_conv=False)),
@@ -101,6 +102,46 @@ def test_probabilities_sum_to_one_over_all_configurations(L, K, config):
     x = jnp.asarray(list(itertools.product(range(K), repeat=L * L)), jnp.int32)
     log_p = jnp.take_along_axis(jax.nn.log_softmax(_logits(net, x)), x[..., None], -1).sum((1, 2))
     assert abs(np.exp(np.asarray(log_p, np.float64)).sum() - 1) < 1e-5
+
+
+ENUMERATED = {
+    # L, K, constructor options: 3×3 with K=2 (2^9 sequences) and 2×2 with K=3 (3^4)
+    "3x3_K2_residual": (3, 2, dict(depth=3, residual=True)),
+    "2x2_K3_periodic": (2, 3, dict(depth=2, padding="periodic", final_conv=False)),
+}
+
+
+@pytest.fixture(scope="module", params=list(ENUMERATED), ids=list(ENUMERATED))
+def enumerated(request):
+    """A PixelCNN pushed away from its near-uniform start, with ``ln p`` of every sequence."""
+    L, K, config = ENUMERATED[request.param]
+    net = jax.tree.map(lambda a: 4 * a if eqx.is_inexact_array(a) else a, make(L, K=K, **config))
+    xs = all_sequences(L * L, K)
+    log_p = np.asarray(_log_prob(net, xs), np.float64)
+    return net, np.asarray(xs), log_p
+
+
+def test_enumerated_log_probs_are_normalised_and_far_from_uniform(enumerated):
+    _, _, log_p = enumerated
+    probs = np.exp(log_p)
+    assert abs(probs.sum() - 1) < 1e-5
+    assert probs.max() > 10 * probs.min()
+
+
+def test_cached_samples_follow_the_enumerated_distribution(enumerated):
+    net, xs, log_p = enumerated
+    samples, sample_log_p = _sample_cached(net, jax.random.key(11))
+    samples, sample_log_p = np.asarray(samples), np.asarray(sample_log_p)
+    assert samples.shape == (NUM_SAMPLES, xs.shape[1])
+    np.testing.assert_allclose(sample_log_p, log_p[sequence_index(samples, net.num_categories)], atol=1e-4)
+    assert chi_square_pvalue(samples, np.exp(log_p)) > 1e-3
+
+
+def test_chi_square_rejects_samples_of_a_different_pixelcnn(enumerated):
+    net, _, log_p = enumerated
+    other = jax.tree.map(lambda a: -a if eqx.is_inexact_array(a) else a, net)
+    samples, _ = _sample_cached(other, jax.random.key(11))
+    assert chi_square_pvalue(samples, np.exp(log_p)) < 1e-6
 
 
 def test_cached_and_generic_samplers_draw_identical_samples():
@@ -171,6 +212,19 @@ def test_rejects_bad_inputs():
         net.init_cache(jnp.zeros(2))
     with pytest.raises(TypeError, match="token"):
         net.decode_step(net.init_cache(), 0, jnp.zeros(2, jnp.int32))
+
+
+NUM_SAMPLES = 50_000
+
+
+@eqx.filter_jit
+def _log_prob(net, xs):
+    return arjax.Autoregressive(net).log_prob(xs)
+
+
+@eqx.filter_jit
+def _sample_cached(net, key):
+    return sample_and_log_prob(net, key, (NUM_SAMPLES,), cached=True)
 
 
 @eqx.filter_jit

@@ -11,13 +11,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import chi_square_pvalue, sequence_index
 from jax import lax
 from jax.flatten_util import ravel_pytree
 
+import arjax
 from arjax.nn.transformer import KVCache, Transformer
-from conftest import chi_square_pvalue, sequence_index
+from arjax.sampling import sample_and_log_prob
+from arjax.testing import all_sequences, check_autoregressive
 
 N, K, CONTEXT_SIZE = 6, 3, 3
+NUM_SAMPLES = 50_000
 
 
 @pytest.mark.parametrize("with_context", [False, True])
@@ -31,15 +35,6 @@ def test_changing_a_token_never_changes_rows_up_to_it(with_context):
         np.testing.assert_array_equal(changed[: j + 1], logits[0, : j + 1])
         if j < N - 1:
             assert np.any(changed[j + 1 :] != logits[0, j + 1 :])
-
-
-@pytest.mark.parametrize("with_context", [False, True])
-def test_jacobian_wrt_one_hot_input_is_strictly_lower_triangular(with_context):
-    net, context = _random_net(N, K, with_context, seed=2)
-    x = np.eye(K, dtype=np.float32)[_tokens(N, K, seed=3)]
-    jacobian = np.asarray(_input_jacobian(net, jnp.asarray(x), context))
-    depends = np.abs(jacobian).max(axis=(1, 3)) > 0
-    np.testing.assert_array_equal(depends, np.tril(np.ones((N, N), bool), k=-1))
 
 
 def test_first_row_depends_on_the_context():
@@ -167,24 +162,31 @@ def test_a_freshly_initialised_net_is_float32_and_reads_its_input():
 
 
 def test_cached_and_uncached_sampling_give_identical_samples():
-    sampling = pytest.importorskip("arjax.sampling")
     net, context = _random_net(64, K, True, seed=16)
     key = jax.random.key(17)
-    cached = sampling.sample_and_log_prob(net, key, (32,), context=context, cached=True)
-    generic = sampling.sample_and_log_prob(net, key, (32,), context=context, cached=False)
+    cached = sample_and_log_prob(net, key, (32,), context=context, cached=True)
+    generic = sample_and_log_prob(net, key, (32,), context=context, cached=False)
     np.testing.assert_array_equal(cached[0], generic[0])
     np.testing.assert_allclose(cached[1], generic[1], rtol=1e-5, atol=1e-5)
 
 
-def test_cached_samples_follow_the_enumerated_distribution():
-    sampling = pytest.importorskip("arjax.sampling")
-    n, k, num_samples = 3, 4, 20_000
-    net, context = _random_net(n, k, True, seed=18)
+@pytest.mark.parametrize(("n", "k", "with_context"), [(3, 4, True), (9, 2, False)])
+def test_cached_samples_follow_the_enumerated_distribution(n, k, with_context):
+    net, context = _random_net(n, k, with_context, seed=18)
     probs = _enumerated_probabilities(net, context)
-    key = jax.random.key(19)
-    samples, log_prob = sampling.sample_and_log_prob(net, key, (num_samples,), context=context, cached=True)
-    np.testing.assert_allclose(log_prob, np.log(probs[sequence_index(samples, k)]), rtol=1e-5, atol=1e-5)
-    assert chi_square_pvalue(samples, probs) > 1e-3
+    log_p = np.asarray(_distribution_log_prob(net, all_sequences(n, k), context), np.float64)
+    np.testing.assert_allclose(log_p, np.log(probs), rtol=1e-5, atol=1e-5)
+    samples, sample_log_p = _sample_cached(net, jax.random.key(19), context)
+    assert samples.shape == (NUM_SAMPLES, n)
+    np.testing.assert_allclose(sample_log_p, log_p[sequence_index(samples, k)], rtol=1e-5, atol=1e-5)
+    assert chi_square_pvalue(samples, np.exp(log_p)) > 1e-3
+
+
+def test_check_autoregressive_with_context_sees_exactly_the_earlier_positions():
+    """Perturbation and Jacobian probes (arjax.testing) find every j < i and nothing else."""
+    net, context = _random_net(N, K, True, seed=20)
+    seen = np.asarray(check_autoregressive(net, jax.random.key(21), context=context, num_inputs=2))
+    np.testing.assert_array_equal(seen, np.tril(np.ones((N, N), bool), k=-1))
 
 
 def _tokens(n, k, *, seed):
@@ -239,6 +241,16 @@ def _gaussian_like(rng, tree):
 
 
 @eqx.filter_jit
+def _distribution_log_prob(net, xs, context):
+    return arjax.Autoregressive(net, context).log_prob(xs)
+
+
+@eqx.filter_jit
+def _sample_cached(net, key, context):
+    return sample_and_log_prob(net, key, (NUM_SAMPLES,), context=context, cached=True)
+
+
+@eqx.filter_jit
 def _logits(net, x, context):
     return net(x, context)
 
@@ -246,11 +258,6 @@ def _logits(net, x, context):
 @eqx.filter_jit
 def _mapped_logits(net, xs, context):
     return lax.map(lambda x: net(x, context), xs)
-
-
-@eqx.filter_jit
-def _input_jacobian(net, x, context):
-    return jax.jacfwd(lambda y: net(y, context))(x)
 
 
 @eqx.filter_jit

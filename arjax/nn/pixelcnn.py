@@ -11,8 +11,8 @@ Two evaluations share the weights:
 * ``net(x)`` computes every site at once. Each kernel row is a Toeplitz matrix acting on a whole
   lattice row (or on column tiles of width ``2h + 1`` plus margins when ``L > 2(2h + 1)``), so a
   layer is one large matrix product and its gradient two more of the same size, which XLA runs
-  at full speed on CPU, where ``lax.conv``'s weight gradient is slow (``benchmarks/pixelcnn_cache.py``
-  compares both on the same weights).
+  at full speed on CPU, where ``lax.conv``'s weight gradient is slow
+  (``benchmarks/sampling.py --sections pixelcnn_conv_baseline`` compares both on the same weights).
 * ``decode_step`` computes one site per layer from the cached input maps of every layer: the
   taps of the site are gathered and contracted with the unmasked kernel entries, costing
   ``depth · taps · width²`` per site instead of a full network pass.
