@@ -39,7 +39,6 @@ Run: python benchmarks/sampling.py [--sections made,transformer,pixelcnn,pixelcn
 """
 
 import argparse
-import json
 import os
 import time
 
@@ -48,6 +47,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from common import chosen_sections, compile_timed, emit, emit_environment, timed
 from jax import lax
 
 import arjax
@@ -85,14 +85,9 @@ def main():
     group.add_argument("--mle-layers", type=int, default=4)
     group.add_argument("--matmul-size", type=int, default=2048)
     args = parser.parse_args()
-    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
-    unknown = sorted(set(sections) - set(SECTIONS))
-    if unknown:
-        parser.error(f"unknown sections {unknown}; choose from {SECTIONS}")
+    sections = chosen_sections(parser, args.sections, SECTIONS)
 
-    emit("versions", 0, "info", jax=jax.__version__, backend=jax.default_backend(), device=str(jax.devices()[0]),
-         cpu_count=os.cpu_count())  # fmt: skip
-    emit("load_average_1min", os.getloadavg()[0], "processes")
+    emit_environment()
     for section in SECTIONS:
         if section in sections:
             globals()[f"bench_{section}"](args)
@@ -378,36 +373,6 @@ def analytic_step_flops(net, batch, n):
 
 
 # ------------------------------------------------------------------------------------- timing
-
-
-def compile_timed(fn, *args):
-    start = time.perf_counter()
-    compiled = fn.lower(*args).compile()
-    return compiled, time.perf_counter() - start
-
-
-def timed(fn, *args, repeats, warmup=True):
-    """Compile ahead of time (when ``fn`` can be lowered), warm up, then best of ``repeats`` calls.
-
-    Returns ``(compile seconds, best seconds)``.
-    """
-    compile_s = 0.0
-    if hasattr(fn, "lower"):
-        fn, compile_s = compile_timed(fn, *args)
-    if warmup:
-        jax.block_until_ready(fn(*args))
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        best = min(best, time.perf_counter() - start)
-    return compile_s, best
-
-
-def emit(name, value, unit, **extra):
-    record = {"name": name, "value": float(f"{float(value):.6g}"), "unit": unit}
-    record.update({k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in extra.items()})
-    print(json.dumps(record), flush=True)
 
 
 if __name__ == "__main__":

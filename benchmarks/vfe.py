@@ -34,7 +34,6 @@ Run: python benchmarks/vfe.py [--sections pixelcnn,made] [--repeats 2] [--refere
 """
 
 import argparse
-import json
 import os
 import re
 import subprocess
@@ -43,8 +42,8 @@ from pathlib import Path
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 import optax
+from common import chosen_sections, emit, emit_environment, matmul_peak, timed
 
 from arjax.nn import MADE, PixelCNN
 from arjax.objectives import free_energy_loss
@@ -66,58 +65,85 @@ def main():
     parser.add_argument("--beta", type=float, default=0.44)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--matmul-size", type=int, default=2048)
-    parser.add_argument("--reference", action="store_true",
-                        help=f"also run the PyTorch VAN reference ({REFERENCE_SCRIPT}; 5–6 minutes)")
+    parser.add_argument(
+        "--reference", action="store_true", help=f"also run the PyTorch VAN reference ({REFERENCE_SCRIPT}; 5–6 minutes)"
+    )
     args = parser.parse_args()
-    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
-    unknown = sorted(set(sections) - set(SECTIONS))
-    if unknown:
-        parser.error(f"unknown sections {unknown}; choose from {SECTIONS}")
+    sections = chosen_sections(parser, args.sections, SECTIONS)
 
-    emit("versions", 0, "info", jax=jax.__version__, backend=jax.default_backend(), device=str(jax.devices()[0]),
-         cpu_count=os.cpu_count())
-    emit("load_average_1min", os.getloadavg()[0], "processes")
+    emit_environment()
     peak = matmul_peak(args.matmul_size, max(5, args.repeats))
     ours = {}
     target = IsingSquare(args.L)
     if "pixelcnn" in sections:
         net = PixelCNN.van_default(args.L, key=jax.random.key(0))
         for batch in args.pixelcnn_batches:
-            step_s, flops = bench_step("pixelcnn", net, target, args.beta, batch, args.repeats,
-                                       dict(net="PixelCNN.van_default", L=args.L, depth=3, width=64, half_kernel=6))
+            step_s, flops = bench_step(
+                "pixelcnn",
+                net,
+                target,
+                args.beta,
+                batch,
+                args.repeats,
+                dict(net="PixelCNN.van_default", L=args.L, depth=3, width=64, half_kernel=6),
+            )
             ours[f"pixelcnn_b{batch}"] = step_s
             useful = batch * pixelcnn_useful_step_flops(net)
-            emit(f"pixelcnn_b{batch}_vfe_step_flops_analytic", useful / 1e9, "GFLOP", batch=batch,
-                 note="7 forward passes (1 sampling with a perfect cache + 2 ln q_z2 + 4 backward), unmasked taps only")
-            emit(f"pixelcnn_b{batch}_flops_per_s_analytic", useful / step_s / 1e9, "GFLOP/s", batch=batch,
-                 fraction_of_matmul_peak=round(useful / step_s / peak, 4))
+            emit(
+                f"pixelcnn_b{batch}_vfe_step_flops_analytic",
+                useful / 1e9,
+                "GFLOP",
+                batch=batch,
+                note="7 forward passes (1 sampling with a perfect cache + 2 ln q_z2 + 4 backward), unmasked taps only",
+            )
+            emit(
+                f"pixelcnn_b{batch}_flops_per_s_analytic",
+                useful / step_s / 1e9,
+                "GFLOP/s",
+                batch=batch,
+                fraction_of_matmul_peak=round(useful / step_s / peak, 4),
+            )
             if flops is not None:
-                emit(f"pixelcnn_b{batch}_flops_per_s_xla", flops / step_s / 1e9, "GFLOP/s", batch=batch,
-                     fraction_of_matmul_peak=round(flops / step_s / peak, 4))
+                emit(
+                    f"pixelcnn_b{batch}_flops_per_s_xla",
+                    flops / step_s / 1e9,
+                    "GFLOP/s",
+                    batch=batch,
+                    fraction_of_matmul_peak=round(flops / step_s / peak, 4),
+                )
     if "made" in sections:
         n = args.L * args.L
         net = MADE(num_positions=n, num_categories=2, depth=2, width=4 * n, key=jax.random.key(0))
-        step_s, _ = bench_step("made", net, target, args.beta, args.made_batch, args.repeats,
-                               dict(net="MADE", N=n, depth=2, width=4 * n,
-                                    van="--net made --net_depth 3 --net_width 4"))
+        step_s, _ = bench_step(
+            "made",
+            net,
+            target,
+            args.beta,
+            args.made_batch,
+            args.repeats,
+            dict(net="MADE", N=n, depth=2, width=4 * n, van="--net made --net_depth 3 --net_width 4"),
+        )
         ours[f"made_b{args.made_batch}"] = step_s
         useful = args.made_batch * made_useful_step_flops(net)
-        emit(f"made_b{args.made_batch}_vfe_step_flops_analytic", useful / 1e9, "GFLOP", batch=args.made_batch,
-             note="cached sampling (hidden layers once per site) + 2 ln q_z2 passes + their backward (2x)")
-        emit(f"made_b{args.made_batch}_flops_per_s_analytic", useful / step_s / 1e9, "GFLOP/s",
-             batch=args.made_batch, fraction_of_matmul_peak=round(useful / step_s / peak, 4))
-    compare_with_reference(ours, args.reference)
+        emit(
+            f"made_b{args.made_batch}_vfe_step_flops_analytic",
+            useful / 1e9,
+            "GFLOP",
+            batch=args.made_batch,
+            note="cached sampling (hidden layers once per site) + 2 ln q_z2 passes + their backward (2x)",
+        )
+        emit(
+            f"made_b{args.made_batch}_flops_per_s_analytic",
+            useful / step_s / 1e9,
+            "GFLOP/s",
+            batch=args.made_batch,
+            fraction_of_matmul_peak=round(useful / step_s / peak, 4),
+        )
+    if args.L == 16:
+        compare_with_reference(ours, args.reference)
+    else:
+        emit("reference_skipped", 0, "info", reason="VAN's numbers are for L=16")
     emit("load_average_1min", os.getloadavg()[0], "processes")
-
-
-def matmul_peak(size: int, repeats: int) -> float:
-    """FLOP/s of a jitted float32 ``jnp.dot`` of two ``size``×``size`` matrices (best of ``repeats``)."""
-    a = jax.random.normal(jax.random.key(2), (size, size), jnp.float32)
-    compiled = jax.jit(jnp.dot).lower(a, a).compile()
-    best = timed(compiled, a, a, repeats=repeats)
-    peak = 2 * size**3 / best
-    emit("matmul_peak", peak / 1e9, "GFLOP/s", size=size, dtype="float32")
-    return peak
 
 
 def bench_step(name, net, target, beta, batch, repeats, config):
@@ -128,7 +154,8 @@ def bench_step(name, net, target, beta, batch, repeats, config):
 
     def step(params, opt_state, key):
         loss, grads = jax.value_and_grad(
-            lambda p: free_energy_loss(eqx.combine(p, static), key, target, beta, batch, symmetry="z2"))(params)
+            lambda p: free_energy_loss(eqx.combine(p, static), key, target, beta, batch, symmetry="z2")
+        )(params)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
@@ -137,13 +164,18 @@ def bench_step(name, net, target, beta, batch, repeats, config):
     compiled = jax.jit(step).lower(params, opt_state, key).compile()
     compile_s = time.perf_counter() - start
     flops = xla_flops(compiled)
-    step_s = timed(compiled, params, opt_state, key, repeats=repeats)
+    _, step_s = timed(compiled, params, opt_state, key, repeats=repeats)
     extra = dict(batch=batch, compile_s=compile_s, symmetry="z2", clip_grad=1.0, beta=beta, **config)
     emit(f"{name}_b{batch}_vfe_step", step_s, "s", **extra)
     emit(f"{name}_b{batch}_samples_per_s", batch / step_s, "samples/s", batch=batch)
     if flops is not None:
-        emit(f"{name}_b{batch}_vfe_step_flops_xla", flops / 1e9, "GFLOP", batch=batch,
-             note="XLA cost_analysis of the compiled step; sampling loop body counted once")
+        emit(
+            f"{name}_b{batch}_vfe_step_flops_xla",
+            flops / 1e9,
+            "GFLOP",
+            batch=batch,
+            note="XLA cost_analysis of the compiled step; sampling loop body counted once",
+        )
     return step_s, flops
 
 
@@ -191,16 +223,6 @@ def xla_flops(compiled):
     return None if not cost or "flops" not in cost else float(cost["flops"])
 
 
-def timed(fn, *args, repeats):
-    jax.block_until_ready(fn(*args))
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 def compare_with_reference(ours: dict, run_reference: bool) -> None:
     """VAN's seconds per step (rerun with ``--reference``, else as published here) beside ours."""
     reference, source = dict(PUBLISHED), "published here (../shared/peers/README.md, 2-core CPU, torch 2.13)"
@@ -213,8 +235,13 @@ def compare_with_reference(ours: dict, run_reference: bool) -> None:
             emit("reference_skipped", 0, "info", reason=f"{REFERENCE_SCRIPT} not found")
     for name, ref_s in reference.items():
         if name in ours:
-            emit(f"van_{name}_step", ref_s, "s", source=source,
-                 **({"samples_per_s": PUBLISHED_SAMPLES_PER_S[name]} if source.startswith("published") else {}))
+            emit(
+                f"van_{name}_step",
+                ref_s,
+                "s",
+                source=source,
+                **({"samples_per_s": PUBLISHED_SAMPLES_PER_S[name]} if source.startswith("published") else {}),
+            )
             emit(f"speedup_{name}", ref_s / ours[name], "x", arjax_s=round(ours[name], 4), van_s=ref_s, source=source)
 
 
@@ -231,12 +258,6 @@ def run_van_bench() -> dict:
     if proc.returncode != 0 or not found:
         emit("reference_failed", proc.returncode, "exit code", stderr_tail=proc.stderr[-500:])
     return found
-
-
-def emit(name, value, unit, **extra):
-    record = {"name": name, "value": round(float(value), 6), "unit": unit}
-    record.update({k: round(v, 4) if isinstance(v, float) else v for k, v in extra.items()})
-    print(json.dumps(record), flush=True)
 
 
 if __name__ == "__main__":
