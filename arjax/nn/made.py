@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from arjax.nn.inputs import as_one_hot, check_context, check_int, scaled_normal
+from arjax.nn.inputs import as_one_hot, check_context, check_decode_step, check_int, scaled_normal
 from arjax.nn.masks import hidden_degrees, input_degrees, made_mask
 
 __all__ = ["MADE"]
@@ -95,34 +95,51 @@ class MADE(eqx.Module):
         out = (self.weights[-1] * masks[-1]) @ self._hidden(first) + self.biases[-1]
         return (out + self._context_term(-1, context)).reshape(self.num_positions, self.num_categories)
 
-    def init_cache(self, context: Float[Array, " C"] | None = None) -> dict[str, Array]:
-        """Fast-path state: the first layer's pre-activation for an all-unknown sequence.
+    def init_cache(self, context: Float[Array, " C"] | None = None) -> dict:
+        """Fast-path state: the first layer's pre-activation and every hidden layer's activations.
 
-        Each ``decode_step`` adds the one weight column of the newly known token to it (the first
-        layer is linear in the one-hot input), runs the hidden layers once and evaluates only the
-        ``K`` output rows of the current position. Per step that costs ``O(width²·(depth-1) +
-        width·K)`` instead of a full pass's ``O(width·N·K·2 + width²·(depth-1))``.
+        A hidden unit of degree ``d`` reads only ``x[:d]``, so it is final as soon as ``x[d-1]``
+        is known and never changes afterwards. Each ``decode_step(cache, i, token)`` adds the
+        weight column of the new token to the first layer's pre-activation (linear in the one-hot
+        input), computes only the hidden units of degree ``i`` in every layer, and evaluates the
+        ``K`` output rows of position ``i``, which read units of degree ``≤ i``. Sampling all ``N``
+        positions therefore costs about one full forward pass instead of ``N``.
         """
         context = check_context(context, self.context_shape)
         first = self.biases[0] + self._context_term(0, context)
         shift = self._context_term(-1, context) if self.depth else jnp.zeros_like(first)
-        return {"first": first, "output_shift": jnp.broadcast_to(shift, self.biases[-1].shape)}
+        hidden = [jnp.zeros(self.width, first.dtype) for _ in range(self.depth)]
+        return {"first": first, "output_shift": jnp.broadcast_to(shift, self.biases[-1].shape), "hidden": hidden}
 
-    def decode_step(
-        self, cache: dict[str, Array], i: Int[Array, ""], token: Int[Array, ""]
-    ) -> tuple[Float[Array, " K"], dict[str, Array]]:
+    def decode_step(self, cache: dict, i: Int[Array, ""], token: Int[Array, ""]) -> tuple[Float[Array, " K"], dict]:
         """Logits of position ``i`` given ``token = x[i-1]`` (ignored at ``i = 0``)."""
+        i, token = check_decode_step(i, token)
         k = self.num_categories
+        masks = [jnp.asarray(m) for m in self._masks()]
         column = jnp.maximum(i - 1, 0) * k + token
-        masks = self._masks()
-        update = jnp.take(self.weights[0], column, axis=1) * jnp.take(jnp.asarray(masks[0]), column, axis=1)
+        update = jnp.take(self.weights[0], column, axis=1) * jnp.take(masks[0], column, axis=1)
         first = cache["first"] + jnp.where(i > 0, update, 0)
-        cache = {**cache, "first": first}
         if self.depth == 0:
-            return jax.lax.dynamic_slice_in_dim(first, i * k, k), cache
-        rows = jax.lax.dynamic_slice_in_dim(self.weights[-1] * masks[-1], i * k, k)
+            return jax.lax.dynamic_slice_in_dim(first, i * k, k), {**cache, "first": first}
+        units = self._units_of_degree(i)
+        hidden = list(cache["hidden"])
+        hidden[0] = hidden[0].at[units].set(self.activation(_rows(first, units)), mode="drop")
+        for layer in range(1, self.depth):
+            weights = _rows(self.weights[layer], units) * _rows(masks[layer], units)
+            out = self.activation(weights @ hidden[layer - 1] + _rows(self.biases[layer], units))
+            if self.residual:
+                out = out + _rows(hidden[layer - 1], units)
+            hidden[layer] = hidden[layer].at[units].set(out, mode="drop")
+        rows = jax.lax.dynamic_slice_in_dim(self.weights[-1], i * k, k)
+        rows = rows * jax.lax.dynamic_slice_in_dim(masks[-1], i * k, k)
         bias = jax.lax.dynamic_slice_in_dim(self.biases[-1] + cache["output_shift"], i * k, k)
-        return rows @ self._hidden(first) + bias, cache
+        return rows @ hidden[-1] + bias, {**cache, "first": first, "hidden": hidden}
+
+    def _units_of_degree(self, i: Int[Array, ""]) -> Int[Array, " c"]:
+        """Indices of the hidden units of degree ``i`` (``width`` marks an empty slot)."""
+        period = max(self.num_positions - 1, 1)
+        units = (i - 1) + period * jnp.arange(-(-self.width // period))
+        return jnp.where((i >= 1) & (units < self.width), units, self.width)
 
     def _hidden(self, first: Array) -> Array:
         h = self.activation(first)
@@ -148,3 +165,7 @@ class MADE(eqx.Module):
             previous = d_hidden
         masks.append(made_mask(previous, d_out, strict=True))
         return masks
+
+
+def _rows(array: Array, indices: Int[Array, " c"]) -> Array:
+    return jnp.take(array, indices, axis=0, mode="fill", fill_value=0)
