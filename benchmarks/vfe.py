@@ -130,7 +130,7 @@ def main():
             useful / 1e9,
             "GFLOP",
             batch=args.made_batch,
-            note="cached sampling (hidden layers once per site) + 2 ln q_z2 passes + their backward (2x)",
+            note="cached sampling (each hidden unit once) + 2 ln q_z2 passes + their backward (2x)",
         )
         emit(
             f"made_b{args.made_batch}_flops_per_s_analytic",
@@ -199,13 +199,14 @@ def pixelcnn_useful_step_flops(net: PixelCNN) -> float:
 def made_useful_step_flops(net: MADE) -> float:
     """Analytic FLOPs of one VFE step per sample for a MADE, counting masked weights as dense.
 
-    A full pass is ``2·(NK·w + (depth-1)·w² + w·NK)``. Cached sampling runs, at each of the N
-    sites, the hidden layers ``2·(depth-1)·w²`` plus one first-layer column and K output rows
-    (``2·(w + K·w)``). A step adds two full passes for ``ln q_z2`` and their backward (2× each).
+    A full pass is ``2·(NK·w + (depth-1)·w² + w·NK)``. Cached sampling computes each hidden
+    unit once (the units of degree i at site i: ``2·(depth-1)·w²`` over all sites), plus one
+    first-layer column and K output rows per site (``2·N·(w + K·w)``). A step adds two full
+    passes for ``ln q_z2`` and their backward (2× each).
     """
     n, k, w, d = net.num_positions, net.num_categories, net.width, net.depth
     full = 2 * (2 * n * k * w + (d - 1) * w * w)
-    sampling = n * 2 * ((d - 1) * w * w + w + k * w)
+    sampling = 2 * (d - 1) * w * w + n * 2 * (w + k * w)
     return sampling + 3 * 2 * full
 
 
