@@ -14,8 +14,6 @@ from scipy.special import logsumexp
 
 from arjax.targets import SherringtonKirkpatrick
 
-pytest.importorskip("matplotlib", reason="the examples plot with matplotlib (pip install arjax[examples])")
-
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 NUMBER = r"(-?\d+\.\d+(?:e[-+]\d+)?)"
 
