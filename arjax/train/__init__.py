@@ -1,0 +1,6 @@
+"""Optax training loops (``fit_free_energy``, ``fit_mle``) and their atomic checkpoints."""
+
+from arjax.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from arjax.train.free_energy import annealed_beta, fit_free_energy
+
+__all__ = ["fit_free_energy", "annealed_beta", "save_checkpoint", "load_checkpoint", "CheckpointError"]

@@ -1,0 +1,92 @@
+"""The loop every ``fit_*`` shares: jitted ``lax.scan`` chunks, progress bar, history, checkpoints.
+
+A loop runs ``lax.scan`` over ``log_every`` steps per compiled call (no host round-trip per
+step), reports after each chunk, and checkpoints at chunk boundaries. Step ``t`` draws all its
+randomness from ``jax.random.fold_in(key, t)`` and chunks always start at multiples of
+``log_every``, so a run resumed from a checkpoint ends bit-identical to an uninterrupted one.
+"""
+
+from collections.abc import Callable
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+from arjax.train.checkpoint import load_checkpoint, save_checkpoint
+
+
+def run_steps(
+    net: eqx.Module,
+    optimizer: optax.GradientTransformation,
+    step_fn: Callable,
+    *,
+    num_steps: int,
+    log_every: int,
+    checkpoint,
+    progress: bool,
+    describe: Callable[[dict], str],
+    operands=(),
+    on_chunk: Callable | None = None,
+    callback: Callable | None = None,
+):
+    """Run ``step_fn(params, static, opt_state, t, *operands) -> (params, opt_state, metrics)``.
+
+    ``on_chunk(net, step) -> dict`` adds rows (e.g. evaluation metrics) after each chunk;
+    ``callback(step, net, metrics) -> bool | None`` is called after each chunk with the latest
+    metrics and stops the run when it returns True.
+    """
+    params, static = eqx.partition(net, eqx.is_inexact_array)
+    state = (params, optimizer.init(params), jnp.zeros((), jnp.int32))
+    history: dict[str, np.ndarray] = {}
+    if checkpoint is not None and Path(checkpoint).exists():
+        state, history = load_checkpoint(checkpoint, state)
+
+    @eqx.filter_jit
+    def run_chunk(params, opt_state, steps, operands):
+        def body(carry, t):
+            params, opt_state, row = step_fn(carry[0], static, carry[1], t, *operands)
+            return (params, opt_state), row
+
+        (params, opt_state), rows = jax.lax.scan(body, (params, opt_state), steps)
+        return params, opt_state, rows
+
+    params, opt_state, done = state[0], state[1], int(state[2])
+    bar = tqdm(total=num_steps, initial=done, disable=not progress, dynamic_ncols=True)
+    while done < num_steps:
+        end = min((done // log_every + 1) * log_every, num_steps)
+        steps = jnp.arange(done, end, dtype=jnp.int32)
+        params, opt_state, rows = run_chunk(params, opt_state, steps, operands)
+        rows = {"step": np.asarray(steps), **jax.tree_util.tree_map(np.asarray, rows)}
+        latest = {k: v[-1] for k, v in rows.items()}
+        if on_chunk is not None:
+            extra = {k: np.asarray(v)[None] for k, v in on_chunk(eqx.combine(params, static), end).items()}
+            rows.update(extra)
+            latest.update({k: v[0] for k, v in extra.items()})
+        history = {k: np.concatenate([history[k], v]) if k in history else v for k, v in rows.items()}
+        done = end
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, (params, opt_state, jnp.asarray(done, jnp.int32)), history)
+        bar.update(len(steps))
+        bar.set_postfix_str(describe(latest))
+        if callback is not None and callback(done, eqx.combine(params, static), latest):
+            break
+    bar.close()
+    return eqx.combine(params, static), history
+
+
+def robust_optimizer(optimizer: optax.GradientTransformation, clip_grad: float | None) -> optax.GradientTransformation:
+    """``optimizer`` behind optional global-norm clipping, skipping non-finite updates."""
+    if clip_grad is not None and not clip_grad > 0:
+        raise ValueError(f"clip_grad must be > 0, got {clip_grad!r}")
+    transforms = [optax.clip_by_global_norm(clip_grad)] if clip_grad is not None else []
+    return optax.apply_if_finite(optax.chain(*transforms, optimizer), max_consecutive_errors=10)
+
+
+def check_count(name: str, value, *, minimum: int) -> None:
+    """Raise ``ValueError`` unless ``value`` is a Python integer ≥ ``minimum``."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
