@@ -2,5 +2,14 @@
 
 from arjax.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from arjax.train.free_energy import annealed_beta, fit_free_energy
+from arjax.train.mle import evaluate_nll, fit_mle
 
-__all__ = ["fit_free_energy", "annealed_beta", "save_checkpoint", "load_checkpoint", "CheckpointError"]
+__all__ = [
+    "fit_free_energy",
+    "fit_mle",
+    "evaluate_nll",
+    "annealed_beta",
+    "save_checkpoint",
+    "load_checkpoint",
+    "CheckpointError",
+]
