@@ -8,9 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
-__all__ = ["AllowedTable", "check_allowed", "masked_log_softmax"]
+__all__ = ["Allowed", "AllowedFn", "AllowedTable", "check_allowed", "masked_log_softmax"]
 
 AllowedFn = Callable[[Int[Array, " N"], Int[Array, ""]], Bool[Array, " K"]]
+Allowed = Bool[Array, "N K"] | AllowedFn | None
 
 
 class AllowedTable(eqx.Module):

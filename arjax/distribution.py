@@ -10,7 +10,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 from numpyro.distributions import constraints
 from numpyro.distributions.distribution import Distribution
 
-from arjax.allowed import AllowedTable, check_allowed, masked_log_softmax
+from arjax.allowed import Allowed, AllowedTable, check_allowed, masked_log_softmax
 from arjax.sampling import check_sample_shape, sample_and_log_prob, split_context
 from arjax.testing import all_sequences
 
@@ -53,7 +53,12 @@ class Autoregressive(Distribution):
     has_enumerate_support = False
 
     def __init__(
-        self, net: eqx.Module, context: Float[Array, "..."] | None = None, allowed=None, *, validate_args=None
+        self,
+        net: eqx.Module,
+        context: Float[Array, "..."] | None = None,
+        allowed: Allowed = None,
+        *,
+        validate_args: bool | None = None,
     ):
         _check_net(net)
         self.net = net

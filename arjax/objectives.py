@@ -1,8 +1,13 @@
 """Loss functions ``loss(net, key, ...) -> scalar`` to differentiate with ``jax.grad``.
 
 ``nll`` is forward KL to data (maximum likelihood); ``free_energy_loss`` is reverse KL to a
-Boltzmann distribution (variational free energy, as in Variational Autoregressive Networks).
+Boltzmann distribution (variational free energy, as in Variational Autoregressive Networks);
+``reward_loss`` is KL-regularised reward maximisation, i.e. reverse KL to ``p(x) e^{r(x)/τ}``.
+The last two share ``score_function_surrogate``, the REINFORCE estimator with a baseline.
 """
+
+from collections.abc import Callable
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
@@ -13,7 +18,9 @@ from arjax.distribution import Autoregressive
 from arjax.estimators import FreeEnergyEstimate, check_beta, check_sizes, free_energy_statistics
 from arjax.symmetry import symmetrized_log_prob, symmetrized_sample
 
-__all__ = ["nll", "free_energy_loss"]
+__all__ = ["nll", "free_energy_loss", "reward_loss", "RewardEstimate", "score_function_surrogate", "BASELINES"]
+
+BASELINES = ("loo", "mean")
 
 
 def nll(net: eqx.Module, x: Int[Array, "B N"], *, context=None, allowed=None) -> Float[Array, ""]:
@@ -38,6 +45,7 @@ def free_energy_loss(
     *,
     symmetry: str | None = None,
     has_aux: bool = False,
+    sharding=None,
 ) -> Float[Array, ""] | tuple[Float[Array, ""], FreeEnergyEstimate]:
     r"""Variational free energy ``F = E_q[E(x) + T ln q(x)]`` with VAN's score-function gradient.
 
@@ -48,7 +56,8 @@ def free_energy_loss(
 
     ``symmetry="z2"`` (two categories only) uses ``q_z2(x) = ½[q(x) + q(1-x)]``, VAN's ``--z2``.
     ``has_aux=True`` also returns the batch's ``FreeEnergyEstimate`` (for
-    ``jax.value_and_grad(..., has_aux=True)``).
+    ``jax.value_and_grad(..., has_aux=True)``). ``sharding`` (``arjax.parallel.batch_sharding``)
+    splits the samples over devices without changing them.
 
     Example:
         >>> import jax
@@ -62,13 +71,223 @@ def free_energy_loss(
     """
     check_sizes(net, target)
     beta = check_beta(beta)
-    x = jax.lax.stop_gradient(symmetrized_sample(net, key, num_samples, symmetry))
+    x = jax.lax.stop_gradient(symmetrized_sample(net, key, num_samples, symmetry, sharding=sharding))
     log_q = symmetrized_log_prob(net, x, symmetry)
     energy = jax.vmap(target.energy)(x)
-    f = jax.lax.stop_gradient(beta * energy + log_q)
-    surrogate = jnp.mean((f - jnp.mean(f)) * log_q) / beta
-    loss = surrogate - jax.lax.stop_gradient(surrogate) + jax.lax.stop_gradient(jnp.mean(f) / beta)
+    loss = score_function_surrogate(beta * energy + log_q, log_q, baseline="mean") / beta
     if not has_aux:
         return loss
     stats = free_energy_statistics(jax.lax.stop_gradient(energy), jax.lax.stop_gradient(log_q), beta)
     return loss, stats
+
+
+class RewardEstimate(NamedTuple):
+    """Monte Carlo estimates from one batch of ``reward_loss`` (all per sequence, in nats).
+
+    Attributes:
+        objective: ``E_q[-r] + τ KL(q ‖ prior)`` with a prior, ``E_q[-r] + T E_q[ln q]`` without.
+        objective_stderr: its Monte Carlo standard error.
+        reward: ``E_q[r]``.
+        kl: ``KL(q ‖ prior) = E_q[ln q - ln p]`` from the exact per-sample log-probabilities; without
+            a prior, the KL to the uniform distribution, ``E_q[ln q] + N ln K``.
+        entropy: ``S_q = -E_q[ln q]``.
+    """
+
+    objective: Float[Array, ""]
+    objective_stderr: Float[Array, ""]
+    reward: Float[Array, ""]
+    kl: Float[Array, ""]
+    entropy: Float[Array, ""]
+
+
+def score_function_surrogate(
+    f: Float[Array, " B"], log_q: Float[Array, " B"], *, baseline: str = "loo"
+) -> Float[Array, ""]:
+    r"""A scalar whose value is ``mean(f)`` and whose gradient is the REINFORCE estimator of ``∇E_q[f]``.
+
+    ``f`` is held constant (``stop_gradient``); ``log_q`` are the differentiable ``ln q(x_b)`` of
+    ``B`` exact samples ``x_b ~ q``. The gradient is ``(1/B) Σ_b (f_b - c_b) ∇ ln q(x_b)`` with the
+    control variate ``c_b``:
+
+    * ``baseline="loo"`` (leave-one-out, RLOO; Kool, van Hoof, Welling 2019):
+      ``c_b = (Σ_{b'≠b} f_{b'}) / (B - 1)`` is independent of ``x_b``, so the estimator is unbiased.
+      It equals the ``"mean"`` estimator times ``B / (B - 1)``.
+    * ``baseline="mean"``: ``c_b = mean(f)`` (VAN's choice), biased by the factor ``(B - 1)/B``.
+
+    When ``f`` itself depends on ``q`` only through ``ln q`` (as ``βE + ln q`` does), the missing
+    ``E_q[∇ ln q] = 0`` term leaves the estimator unchanged. A non-finite ``f_b`` makes the whole
+    gradient non-finite, so ``optax.apply_if_finite`` skips the step.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> log_q = lambda t: jnp.array([jax.nn.log_sigmoid(t), jax.nn.log_sigmoid(-t)])  # samples x=1, x=0
+        >>> f = jnp.array([1.0, 0.0])
+        >>> value, grad = jax.value_and_grad(lambda t: score_function_surrogate(f, log_q(t)))(0.3)
+        >>> float(value), round(float(grad), 4)   # ½[(1 - 0)·σ(-t) + (0 - 1)·(-σ(t))]
+        (0.5, 0.5)
+    """
+    if baseline not in BASELINES:
+        raise ValueError(f'baseline must be "loo" or "mean", got {baseline!r}')
+    f = jax.lax.stop_gradient(f)
+    num_samples = f.shape[0]
+    if num_samples < 2:
+        raise ValueError(f"the baseline needs at least 2 samples, got {num_samples}")
+    mean = jnp.mean(f)
+    advantage = f - mean
+    if baseline == "loo":
+        advantage = advantage * (num_samples / (num_samples - 1))
+    surrogate = jnp.mean(advantage * log_q)
+    return surrogate - jax.lax.stop_gradient(surrogate) + mean
+
+
+def reward_loss(
+    q_net: eqx.Module,
+    key: PRNGKeyArray,
+    *,
+    reward_fn: Callable[[Int[Array, " N"]], Float[Array, ""]],
+    prior: Autoregressive | eqx.Module | None = None,
+    kl_weight: float | Float[Array, ""] = 1.0,
+    temperature: float | Float[Array, ""] = 1.0,
+    num_samples: int,
+    baseline: str = "loo",
+    has_aux: bool = False,
+) -> Float[Array, ""] | tuple[Float[Array, ""], RewardEstimate]:
+    r"""KL-regularised reward loss ``E_q[-r(x)] + τ KL(q ‖ p)`` with a leave-one-out score-function gradient.
+
+    With a ``prior`` ``p`` the loss is ``E_q[-r] + τ E_q[ln q - ln p]`` (``τ = kl_weight``), which is
+    ``τ KL(q ‖ p_r) - τ ln Z_r`` for the tilted distribution ``p_r(x) = p(x) e^{r(x)/τ} / Z_r``:
+    RL fine-tuning of ``p`` is variational inference of ``p_r`` (with ``r = ln p(y|x)`` the
+    posterior). Without a prior the loss is ``E_q[-r] + T E_q[ln q]`` (``T = temperature``),
+    minimised by ``q ∝ e^{r/T}`` — entropy-regularised reward maximisation, the variational free
+    energy of the energy ``-r`` at temperature ``T``.
+
+    The value is the Monte Carlo estimate from ``num_samples`` exact samples of ``q``; the gradient
+    is ``score_function_surrogate`` of ``f = -r + τ(ln q - ln p)`` (or ``-r + T ln q``) with the
+    leave-one-out baseline (``baseline="loo"``, unbiased) or the batch mean (``"mean"``).
+
+    Args:
+        q_net: the autoregressive net of ``q`` (differentiated).
+        reward_fn: ``r(x: Int[N]) -> Float[]`` for one sequence (``jax.vmap``-ed over the batch).
+            A NaN reward makes the gradient NaN (the ``fit_*`` loops then skip the step).
+        prior: ``None``, an ``arjax.Autoregressive`` or a net with the same ``N`` and ``K`` as
+            ``q_net``; it is held fixed. ``q`` uses the prior's ``allowed`` rule, so it never puts
+            mass where the prior has none.
+        kl_weight: ``τ ≥ 0``, used with a prior.
+        temperature: ``T ≥ 0``, used without one.
+        has_aux: also return a ``RewardEstimate`` (for ``jax.value_and_grad(..., has_aux=True)``).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from arjax.nn import MADE
+        >>> net = MADE(num_positions=4, num_categories=2, key=jax.random.key(0))
+        >>> loss, aux = reward_loss(net, jax.random.key(1), reward_fn=lambda x: jnp.sum(x) * 1.0,
+        ...                         prior=net, kl_weight=0.5, num_samples=64, has_aux=True)
+        >>> float(aux.kl)   # q is the prior
+        0.0
+        >>> grads = jax.grad(reward_loss)(net, jax.random.key(1), reward_fn=lambda x: jnp.sum(x) * 1.0,
+        ...                               num_samples=64)
+    """
+    _check_net(q_net, "q_net")
+    if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 2:
+        raise ValueError(f"num_samples must be an integer ≥ 2 (the baseline needs a batch), got {num_samples!r}")
+    if baseline not in BASELINES:
+        raise ValueError(f'baseline must be "loo" or "mean", got {baseline!r}')
+    prior = as_prior(prior, q_net)
+    if prior is None:
+        weight = _check_weight("temperature", temperature)
+        _check_unused("kl_weight", kl_weight, "without a prior; use temperature")
+        q = Autoregressive(q_net)
+    else:
+        weight = _check_weight("kl_weight", kl_weight)
+        _check_unused("temperature", temperature, "with a prior; use kl_weight")
+        q = Autoregressive(q_net, allowed=prior.allowed)
+    _check_reward_fn(reward_fn, q_net.num_positions)
+    x = jax.lax.stop_gradient(q.sample(key, (num_samples,)))
+    log_q = q.log_prob(x)
+    reward = jax.lax.stop_gradient(jax.vmap(reward_fn)(x).astype(jnp.result_type(float)))
+    if prior is None:
+        log_ratio = log_q + q_net.num_positions * jnp.log(float(q_net.num_categories))
+        f = -reward + weight * log_q
+    else:
+        log_ratio = log_q - jax.lax.stop_gradient(prior.log_prob(x))
+        f = -reward + weight * log_ratio
+    loss = score_function_surrogate(f, log_q, baseline=baseline)
+    if not has_aux:
+        return loss
+    f, log_q, log_ratio = jax.lax.stop_gradient((f, log_q, log_ratio))
+    return loss, RewardEstimate(
+        objective=jnp.mean(f),
+        objective_stderr=jnp.std(f) / jnp.sqrt(num_samples),
+        reward=jnp.mean(reward),
+        kl=jnp.mean(log_ratio),
+        entropy=-jnp.mean(log_q),
+    )
+
+
+def as_prior(prior, q_net) -> Autoregressive | None:
+    """``prior`` (None, an ``Autoregressive`` or a net) as an ``Autoregressive`` matching ``q_net``'s N and K.
+
+    >>> import jax
+    >>> from arjax.nn import MeanField
+    >>> as_prior(MeanField(3, 2, key=jax.random.key(0)), MeanField(3, 2, key=jax.random.key(1))).event_shape
+    (3,)
+    """
+    if prior is None:
+        return None
+    if not isinstance(prior, Autoregressive):
+        _check_net(prior, "prior")
+        prior = Autoregressive(prior)
+    if prior.batch_shape != () or prior.context is not None:
+        raise ValueError(
+            f"prior must be an unconditional distribution (no context, batch_shape ()), got batch_shape "
+            f"{prior.batch_shape}; fix the context inside a net wrapper instead"
+        )
+    if (prior.num_positions, prior.num_categories) != (q_net.num_positions, q_net.num_categories):
+        raise ValueError(
+            f"prior and q_net disagree: prior has num_positions={prior.num_positions}, num_categories="
+            f"{prior.num_categories}; q_net has num_positions={q_net.num_positions}, num_categories="
+            f"{q_net.num_categories}"
+        )
+    return prior
+
+
+def _check_reward_fn(reward_fn, num_positions: int) -> None:
+    if not callable(reward_fn):
+        raise TypeError(f"reward_fn must be callable as reward_fn(x: Int[N]) -> scalar, got {reward_fn!r}")
+    one = jax.eval_shape(reward_fn, jax.ShapeDtypeStruct((num_positions,), jnp.int32))
+    if not hasattr(one, "shape") or one.shape != ():
+        shape = getattr(one, "shape", type(one).__name__)
+        raise ValueError(
+            f"reward_fn must map one sequence x: Int[{num_positions}] to a scalar (it is vmapped over the batch), "
+            f"got output shape {shape}"
+        )
+    if not (jnp.issubdtype(one.dtype, jnp.number) or one.dtype == jnp.bool_):
+        raise TypeError(f"reward_fn must return a real number, got dtype {one.dtype}")
+
+
+def _check_weight(name: str, value):
+    try:
+        concrete = float(value)
+    except (jax.errors.ConcretizationTypeError, TypeError):
+        return eqx.error_if(value, ~(jnp.isfinite(value) & (value >= 0)), f"{name} must be finite and ≥ 0")
+    if not (0 <= concrete < float("inf")):
+        raise ValueError(f"{name} must be a finite number ≥ 0, got {value!r}")
+    return value
+
+
+def _check_unused(name: str, value, when: str) -> None:
+    try:
+        concrete = float(value)
+    except (jax.errors.ConcretizationTypeError, TypeError):
+        return
+    if concrete != 1.0:
+        raise ValueError(f"{name}={value!r} has no effect {when}")
+
+
+def _check_net(net, name: str) -> None:
+    for field in ("num_positions", "num_categories"):
+        if not isinstance(getattr(net, field, None), int):
+            raise TypeError(
+                f"{name} must be an autoregressive net with int attributes num_positions and num_categories "
+                f"(e.g. arjax.nn.MADE), got {type(net).__name__}"
+            )

@@ -14,9 +14,11 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.sharding import NamedSharding
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from arjax.allowed import AllowedFn, check_allowed, masked_log_softmax
+from arjax.allowed import Allowed, AllowedFn, check_allowed, masked_log_softmax
+from arjax.parallel import check_batch_divisible, constrain_batch
 
 __all__ = ["sample", "sample_and_log_prob", "has_fast_path", "check_sample_shape", "split_context"]
 
@@ -27,8 +29,9 @@ def sample_and_log_prob(
     sample_shape: Sequence[int] = (),
     *,
     context: Float[Array, "..."] | None = None,
-    allowed=None,
+    allowed: Allowed = None,
     cached: bool | None = None,
+    sharding: NamedSharding | None = None,
 ) -> tuple[Int[Array, "*S N"], Float[Array, " *S"]]:
     """Draw exact samples of ``net``'s distribution and their log-probabilities.
 
@@ -42,6 +45,8 @@ def sample_and_log_prob(
         allowed: ``Bool[N, K]`` table or rule ``allowed(x, i) -> Bool[K]`` reading ``x[:i]``.
         cached: ``None`` picks the net's ``decode_step`` fast path when it has one; ``True``
             requires it; ``False`` forces the generic N-pass path.
+        sharding: split the sequences over devices (``arjax.parallel.batch_sharding(mesh)``);
+            the samples are the same as without it.
 
     Returns:
         ``(x, log_prob)``: int32 tokens and their exact log-probabilities.
@@ -58,7 +63,9 @@ def sample_and_log_prob(
     rule = check_allowed(allowed, net.num_positions, net.num_categories)
     context, batch_shape = split_context(net, context)
     use_cache = _choose_path(net, cached)
-    return _sample_and_log_prob(net, key, sample_shape + batch_shape, context, rule, use_cache)
+    shape = sample_shape + batch_shape
+    check_batch_divisible("the number of sequences", math.prod(shape), sharding)
+    return _sample_and_log_prob(net, key, shape, context, rule, use_cache, sharding)
 
 
 def sample(
@@ -67,8 +74,9 @@ def sample(
     sample_shape: Sequence[int] = (),
     *,
     context: Float[Array, "..."] | None = None,
-    allowed=None,
+    allowed: Allowed = None,
     cached: bool | None = None,
+    sharding: NamedSharding | None = None,
 ) -> Int[Array, "*S N"]:
     """Exact samples only; see ``sample_and_log_prob``.
 
@@ -77,7 +85,9 @@ def sample(
     >>> sample(MeanField(4, 3, key=jax.random.key(0)), jax.random.key(1), (2,)).shape
     (2, 4)
     """
-    return sample_and_log_prob(net, key, sample_shape, context=context, allowed=allowed, cached=cached)[0]
+    return sample_and_log_prob(
+        net, key, sample_shape, context=context, allowed=allowed, cached=cached, sharding=sharding
+    )[0]
 
 
 def has_fast_path(net) -> bool:
@@ -111,15 +121,16 @@ def split_context(net, context) -> tuple[Array | None, tuple[int, ...]]:
 
 
 @eqx.filter_jit
-def _sample_and_log_prob(net, key, shape, context, rule, use_cache):
+def _sample_and_log_prob(net, key, shape, context, rule, use_cache, sharding):
     size = math.prod(shape)
-    keys = jax.random.split(key, size)
+    keys = constrain_batch(jax.random.split(key, size), sharding)
     one = _sample_one_cached if use_cache else _sample_one_generic
     if context is None:
         x, log_prob = jax.vmap(lambda k: one(net, k, None, rule))(keys)
     else:
         context_shape = tuple(net.context_shape)
         flat = jnp.broadcast_to(context, shape + context_shape).reshape((size,) + context_shape)
+        flat = constrain_batch(flat, sharding)
         x, log_prob = jax.vmap(lambda k, c: one(net, k, c, rule))(keys, flat)
     return x.reshape(shape + (net.num_positions,)), log_prob.reshape(shape)
 

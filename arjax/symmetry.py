@@ -5,6 +5,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from arjax.distribution import Autoregressive
+from arjax.sampling import sample
 
 __all__ = ["SYMMETRIES", "check_symmetry", "symmetrized_sample", "symmetrized_log_prob"]
 
@@ -19,7 +20,9 @@ def check_symmetry(net, symmetry) -> None:
         raise ValueError(f'symmetry="z2" needs two categories (spins), the net has {net.num_categories}')
 
 
-def symmetrized_sample(net, key: PRNGKeyArray, num_samples: int, symmetry: str | None) -> Int[Array, "B N"]:
+def symmetrized_sample(
+    net, key: PRNGKeyArray, num_samples: int, symmetry: str | None, *, sharding=None
+) -> Int[Array, "B N"]:
     """Exact samples of ``q`` (or of ``q_z2``: samples of ``q`` flipped with probability ½).
 
     >>> import jax
@@ -31,7 +34,7 @@ def symmetrized_sample(net, key: PRNGKeyArray, num_samples: int, symmetry: str |
     if not isinstance(num_samples, int) or num_samples < 2:
         raise ValueError(f"num_samples must be an integer ≥ 2 (the baseline needs a batch), got {num_samples!r}")
     sample_key, flip_key = jax.random.split(key)
-    x = Autoregressive(net).sample(sample_key, (num_samples,))
+    x = sample(net, sample_key, (num_samples,), sharding=sharding)
     if symmetry is None:
         return x
     flip = jax.random.bernoulli(flip_key, 0.5, (num_samples, 1))

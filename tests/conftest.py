@@ -1,12 +1,18 @@
 """Shared exact references for the test-suite: enumeration and a pooled chi-square test."""
 
-import equinox as eqx
-import jax
-import jax.numpy as jnp
-import numpy as np
-import pytest
-from scipy import stats
-from scipy.special import logsumexp
+import os
+
+# The suite is dominated by XLA compile time of small programs; the backend's optimisation passes
+# cost ~40% of the CPU time and buy nothing at these sizes. Subprocesses (examples) inherit it.
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
+
+import equinox as eqx  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from scipy import stats  # noqa: E402
+from scipy.special import logsumexp  # noqa: E402
 
 
 def sequence_index(x, num_categories: int) -> np.ndarray:

@@ -79,3 +79,12 @@ def test_sk_van_quick_tracks_exact_free_energy_of_the_instance(tmp_path):
         # Measured with --quick (seed 0): rel F_var 4e-4 … 2e-3, rel F_IS ≤ 2e-4; bounds with margin.
         assert (f_var - truth) / abs(truth) < 1e-2
         assert abs(f_is - truth) / abs(truth) < 2e-3
+
+
+def test_nqueens_quick_finds_every_solution_of_the_six_queens_problem(tmp_path):
+    stdout = run_example("nqueens.py", tmp_path)
+    assert (tmp_path / "nqueens_n6.png").stat().st_size > 10_000
+    found = re.search(r"distinct solutions in the final \d+ samples: (\d+) of (\d+)", stdout)
+    assert found, stdout
+    assert int(found.group(2)) == 4  # OEIS A000170: the 6-queens problem has 4 solutions
+    assert int(found.group(1)) == 4

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.typing import DTypeLike
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from arjax.nn.inputs import as_one_hot, check_context, check_int, scaled_normal
@@ -79,7 +80,7 @@ class GatedPixelCNN(eqx.Module):
         depth: int = 4,
         width: int = 32,
         half_kernel: int = 1,
-        dtype=None,
+        dtype: DTypeLike | None = None,
         key: PRNGKeyArray,
     ):
         check_int("L", L, minimum=2)

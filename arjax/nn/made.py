@@ -6,6 +6,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import DTypeLike
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from arjax.nn.inputs import as_one_hot, check_context, check_decode_step, check_int, scaled_normal
@@ -53,7 +54,7 @@ class MADE(eqx.Module):
         residual: bool = False,
         activation: Callable[[Array], Array] = jax.nn.gelu,
         context_size: int | None = None,
-        dtype=None,
+        dtype: DTypeLike | None = None,
         key: PRNGKeyArray,
     ):
         check_int("num_positions", num_positions)

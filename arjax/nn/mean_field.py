@@ -3,6 +3,7 @@
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import DTypeLike
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from arjax.nn.inputs import as_one_hot, check_context, check_int, scaled_normal
@@ -37,7 +38,7 @@ class MeanField(eqx.Module):
         *,
         context_size: int | None = None,
         init_scale: float = 0.1,
-        dtype=None,
+        dtype: DTypeLike | None = None,
         key: PRNGKeyArray,
     ):
         check_int("num_positions", num_positions)

@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.typing import DTypeLike
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from arjax.nn.inputs import as_one_hot, check_decode_step, check_int, scaled_normal
@@ -117,7 +118,7 @@ class PixelCNN(eqx.Module):
         residual: bool = False,
         padding: str = "zero",
         final_conv: bool = True,
-        dtype=None,
+        dtype: DTypeLike | None = None,
         key: PRNGKeyArray,
     ):
         check_int("L", L, minimum=2)

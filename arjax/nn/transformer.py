@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.typing import DTypeLike
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from arjax.nn.inputs import as_one_hot, check_context, check_decode_step, check_int
@@ -89,7 +90,7 @@ class Transformer(eqx.Module):
         num_layers: int = 2,
         mlp_ratio: int = 4,
         context_size: int | None = None,
-        dtype=None,
+        dtype: DTypeLike | None = None,
         key: PRNGKeyArray,
     ):
         """Build a net with Gaussian-initialised parameters (std 0.02, residual outputs scaled down).

@@ -14,6 +14,7 @@ from arjax.targets.ising import (
     IsingTriangular,
     onsager_free_energy_per_site,
 )
+from arjax.targets.queens import NQUEENS_SOLUTION_COUNTS, NQueens
 from arjax.targets.spin_glass import SherringtonKirkpatrick
 
 __all__ = [
@@ -24,6 +25,8 @@ __all__ = [
     "EnergyTarget",
     "IsingSquare",
     "IsingTriangular",
+    "NQueens",
+    "NQUEENS_SOLUTION_COUNTS",
     "SherringtonKirkpatrick",
     "log_partition_by_enumeration",
     "ground_state_by_enumeration",

@@ -1,12 +1,14 @@
-"""Optax training loops (``fit_free_energy``, ``fit_mle``) and their atomic checkpoints."""
+"""Optax training loops (``fit_free_energy``, ``fit_mle``, ``fit_reward``) and their atomic checkpoints."""
 
 from arjax.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from arjax.train.free_energy import annealed_beta, fit_free_energy
 from arjax.train.mle import evaluate_nll, fit_mle
+from arjax.train.reward import fit_reward
 
 __all__ = [
     "fit_free_energy",
     "fit_mle",
+    "fit_reward",
     "evaluate_nll",
     "annealed_beta",
     "save_checkpoint",

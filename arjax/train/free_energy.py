@@ -1,16 +1,19 @@
 """``fit_free_energy``: reverse-KL training of an autoregressive net towards a Boltzmann target."""
 
 import os
+from collections.abc import Callable
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh
 from jaxtyping import PRNGKeyArray
 
 from arjax.estimators import check_beta, check_sizes
 from arjax.objectives import free_energy_loss
+from arjax.parallel import batch_sharding, check_batch_divisible
 from arjax.symmetry import check_symmetry
 from arjax.train.loop import check_count, robust_optimizer, run_steps
 
@@ -46,6 +49,8 @@ def fit_free_energy(
     checkpoint: str | os.PathLike | None = None,
     log_every: int = 10,
     progress: bool = True,
+    callback: Callable | None = None,
+    mesh: Mesh | None = None,
 ) -> tuple[eqx.Module, dict[str, np.ndarray]]:
     r"""Minimise the variational free energy of ``target`` at ``beta`` over the parameters of ``net``.
 
@@ -60,6 +65,9 @@ def fit_free_energy(
         checkpoint: a file path; written atomically every ``log_every`` steps and at the end,
             and resumed from when it exists (a finished run returns at once).
         log_every: steps per compiled chunk, progress update and checkpoint.
+        callback: ``callback(step, net, metrics) -> bool | None`` after every chunk; True stops.
+        mesh: split the batch of samples over the devices of this ``jax.sharding.Mesh`` (see
+            ``arjax.parallel``); the samples, and so the results, are those of one device.
 
     Returns:
         ``(net, history)``; ``history`` maps ``step``, ``beta``, ``free_energy``,
@@ -84,10 +92,13 @@ def fit_free_energy(
     if anneal is not None and not 0 <= anneal < 1:
         raise ValueError(f"anneal must be in [0, 1), got {anneal!r}")
     optimizer = robust_optimizer(optimizer, clip_grad)
+    sharding = batch_sharding(mesh)
+    check_batch_divisible("batch_size", batch_size, sharding)
 
     def loss(params, static, step_key, beta_t):
         model = eqx.combine(params, static)
-        return free_energy_loss(model, step_key, target, beta_t, batch_size, symmetry=symmetry, has_aux=True)
+        return free_energy_loss(model, step_key, target, beta_t, batch_size, symmetry=symmetry, has_aux=True,
+                                sharding=sharding)
 
     def metrics(stats, beta_t):
         return dict(beta=beta_t, free_energy=stats.variational, free_energy_stderr=stats.variational_stderr,
@@ -103,4 +114,4 @@ def fit_free_energy(
         return f"F={row['free_energy']:.5g}±{row['free_energy_stderr']:.2g} ESS={row['ess']:.0f}"
 
     return run_steps(net, optimizer, step_fn, num_steps=num_steps, log_every=log_every, checkpoint=checkpoint,
-                     progress=progress, describe=describe)
+                     progress=progress, describe=describe, callback=callback, mesh=mesh)

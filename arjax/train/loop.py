@@ -16,6 +16,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
+from arjax.parallel import replicate
 from arjax.train.checkpoint import load_checkpoint, save_checkpoint
 
 
@@ -32,30 +33,36 @@ def run_steps(
     operands=(),
     on_chunk: Callable | None = None,
     callback: Callable | None = None,
+    mesh=None,
 ):
     """Run ``step_fn(params, static, opt_state, t, *operands) -> (params, opt_state, metrics)``.
 
     ``on_chunk(net, step) -> dict`` adds rows (e.g. evaluation metrics) after each chunk;
     ``callback(step, net, metrics) -> bool | None`` is called after each chunk with the latest
-    metrics and stops the run when it returns True.
+    metrics and stops the run when it returns True. With ``robust_optimizer`` the history gains a
+    ``finite`` column: False where a non-finite update was skipped. With a ``mesh`` the state is replicated on
+    its devices (``step_fn`` shards the batch) and only process 0 writes checkpoints.
     """
     params, static = eqx.partition(net, eqx.is_inexact_array)
     state = (params, optimizer.init(params), jnp.zeros((), jnp.int32))
     history: dict[str, np.ndarray] = {}
     if checkpoint is not None and Path(checkpoint).exists():
         state, history = load_checkpoint(checkpoint, state)
+    state, operands = replicate((state, operands), mesh)
 
     @eqx.filter_jit
     def run_chunk(params, opt_state, steps, operands):
         def body(carry, t):
             params, opt_state, row = step_fn(carry[0], static, carry[1], t, *operands)
+            if isinstance(opt_state, optax.ApplyIfFiniteState):
+                row = {**row, "finite": opt_state.last_finite}
             return (params, opt_state), row
 
         (params, opt_state), rows = jax.lax.scan(body, (params, opt_state), steps)
         return params, opt_state, rows
 
     params, opt_state, done = state[0], state[1], int(state[2])
-    bar = tqdm(total=num_steps, initial=done, disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=num_steps, initial=done, disable=not progress or jax.process_index() != 0, dynamic_ncols=True)
     while done < num_steps:
         end = min((done // log_every + 1) * log_every, num_steps)
         steps = jnp.arange(done, end, dtype=jnp.int32)
@@ -68,7 +75,7 @@ def run_steps(
             latest.update({k: v[0] for k, v in extra.items()})
         history = {k: np.concatenate([history[k], v]) if k in history else v for k, v in rows.items()}
         done = end
-        if checkpoint is not None:
+        if checkpoint is not None and jax.process_index() == 0:
             save_checkpoint(checkpoint, (params, opt_state, jnp.asarray(done, jnp.int32)), history)
         bar.update(len(steps))
         bar.set_postfix_str(describe(latest))
@@ -79,14 +86,17 @@ def run_steps(
 
 
 def robust_optimizer(optimizer: optax.GradientTransformation, clip_grad: float | None) -> optax.GradientTransformation:
-    """``optimizer`` behind optional global-norm clipping, skipping non-finite updates."""
+    """``optimizer`` behind optional global-norm clipping; non-finite updates are always skipped."""
     if clip_grad is not None and not clip_grad > 0:
         raise ValueError(f"clip_grad must be > 0, got {clip_grad!r}")
     transforms = [optax.clip_by_global_norm(clip_grad)] if clip_grad is not None else []
-    return optax.apply_if_finite(optax.chain(*transforms, optimizer), max_consecutive_errors=10)
+    return optax.apply_if_finite(optax.chain(*transforms, optimizer), max_consecutive_errors=_NEVER)
 
 
 def check_count(name: str, value, *, minimum: int) -> None:
     """Raise ``ValueError`` unless ``value`` is a Python integer ≥ ``minimum``."""
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise ValueError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
+
+
+_NEVER = 2**31 - 1  # optax applies a non-finite update after this many in a row; never do that

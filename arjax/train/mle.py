@@ -9,9 +9,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from arjax.allowed import Allowed
 from arjax.objectives import nll
+from arjax.parallel import batch_sharding, check_batch_divisible, constrain_batch
 from arjax.train.loop import check_count, robust_optimizer, run_steps
 
 __all__ = ["fit_mle", "check_data", "evaluate_nll"]
@@ -29,12 +32,13 @@ def fit_mle(
     context: Float[Array, "M C"] | None = None,
     eval_data: Int[Array, "E N"] | None = None,
     eval_context: Float[Array, "E C"] | None = None,
-    allowed=None,
+    allowed: Allowed = None,
     clip_grad: float | None = None,
     checkpoint: str | os.PathLike | None = None,
     log_every: int = 50,
     progress: bool = True,
     callback: Callable | None = None,
+    mesh: Mesh | None = None,
 ) -> tuple[eqx.Module, dict[str, np.ndarray]]:
     r"""Fit ``net`` to ``data`` by minimising the negative log-likelihood ``-E_data[ln p(x)]``.
 
@@ -45,7 +49,8 @@ def fit_mle(
 
     Args:
         data: integer tokens in ``0..K-1``, one sequence per row.
-        num_steps / num_epochs: the run's length; give exactly one.
+        num_steps: the run's length in steps; give this or ``num_epochs``.
+        num_epochs: the run's length in passes over ``data`` (``⌊M / batch_size⌋`` steps each).
         context: optional per-sequence conditioning, aligned with ``data`` (and
             ``eval_context`` with ``eval_data``).
         eval_data: held-out sequences, scored every ``log_every`` steps and at the end.
@@ -54,6 +59,8 @@ def fit_mle(
         checkpoint: a file path, written atomically every ``log_every`` steps and resumed from.
         callback: ``callback(step, net, metrics) -> bool | None`` after every ``log_every``
             steps; returning True stops the run.
+        mesh: split each minibatch over the devices of this ``jax.sharding.Mesh`` (see
+            ``arjax.parallel``); ``batch_size`` must be divisible by their number.
 
     Returns:
         ``(net, history)``. ``history`` has per-step ``step``, ``nll`` (nats per sequence of the
@@ -79,6 +86,8 @@ def fit_mle(
         raise ValueError("eval_context was given without eval_data")
     check_count("batch_size", batch_size, minimum=1)
     check_count("log_every", log_every, minimum=1)
+    sharding = batch_sharding(mesh)
+    check_batch_divisible("batch_size", batch_size, sharding)
     if batch_size > data.shape[0]:
         raise ValueError(f"batch_size={batch_size} exceeds the number of sequences in data ({data.shape[0]})")
     steps_per_epoch = data.shape[0] // batch_size
@@ -97,8 +106,8 @@ def fit_mle(
     def step_fn(params, static, opt_state, t, data, context):
         order = jax.random.permutation(jax.random.fold_in(key, t // steps_per_epoch), data.shape[0])
         rows = jax.lax.dynamic_slice_in_dim(order, (t % steps_per_epoch) * batch_size, batch_size)
-        c = None if context is None else context[rows]
-        value, grads = jax.value_and_grad(loss)(params, static, data[rows], c)
+        x, c = constrain_batch((data[rows], None if context is None else context[rows]), sharding)
+        value, grads = jax.value_and_grad(loss)(params, static, x, c)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, dict(nll=value, bits_per_token=_bits(value, num_tokens))
 
@@ -114,11 +123,16 @@ def fit_mle(
 
     return run_steps(net, optimizer, step_fn, num_steps=num_steps, log_every=log_every, checkpoint=checkpoint,
                      progress=progress, describe=describe, operands=(data, context), on_chunk=on_chunk,
-                     callback=callback)
+                     callback=callback, mesh=mesh)
 
 
 def evaluate_nll(
-    net: eqx.Module, data: Int[Array, "M N"], *, context=None, allowed=None, batch_size: int = 1024
+    net: eqx.Module,
+    data: Int[Array, "M N"],
+    *,
+    context: Float[Array, "M C"] | None = None,
+    allowed: Allowed = None,
+    batch_size: int = 1024,
 ) -> float:
     """Mean negative log-likelihood (nats per sequence) of ``data``, in jitted batches of ``batch_size``.
 
