@@ -104,11 +104,11 @@ def fit_free_energy(
         return dict(beta=beta_t, free_energy=stats.variational, free_energy_stderr=stats.variational_stderr,
                     importance=stats.importance, ess=stats.ess, energy=stats.energy, entropy=stats.entropy)
 
-    def step_fn(params, static, opt_state, t):
+    def step_fn(params, static, opt_state, carry, t):
         beta_t = annealed_beta(beta, anneal, t)
         (_, stats), grads = jax.value_and_grad(loss, has_aux=True)(params, static, jax.random.fold_in(key, t), beta_t)
         updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, metrics(stats, beta_t)
+        return optax.apply_updates(params, updates), opt_state, carry, metrics(stats, beta_t)
 
     def describe(row):
         return f"F={row['free_energy']:.5g}±{row['free_energy_stderr']:.2g} ESS={row['ess']:.0f}"

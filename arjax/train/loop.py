@@ -34,8 +34,13 @@ def run_steps(
     on_chunk: Callable | None = None,
     callback: Callable | None = None,
     mesh=None,
+    init_carry: Callable | None = None,
 ):
-    """Run ``step_fn(params, static, opt_state, t, *operands) -> (params, opt_state, metrics)``.
+    """Run ``step_fn(params, static, opt_state, carry, t, *operands) -> (params, opt_state, carry, metrics)``.
+
+    ``carry`` is state that lives within one compiled chunk (e.g. the current epoch's shuffle):
+    ``init_carry(t0, *operands)`` makes it at the chunk's first step ``t0`` (None without
+    ``init_carry``), so it must be a function of the step alone to keep resumed runs identical.
 
     ``on_chunk(net, step) -> dict`` adds rows (e.g. evaluation metrics) after each chunk;
     ``callback(step, net, metrics) -> bool | None`` is called after each chunk with the latest
@@ -52,13 +57,14 @@ def run_steps(
 
     @eqx.filter_jit
     def run_chunk(params, opt_state, steps, operands):
-        def body(carry, t):
-            params, opt_state, row = step_fn(carry[0], static, carry[1], t, *operands)
+        def body(state, t):
+            params, opt_state, carry, row = step_fn(state[0], static, state[1], state[2], t, *operands)
             if isinstance(opt_state, optax.ApplyIfFiniteState):
                 row = {**row, "finite": opt_state.last_finite}
-            return (params, opt_state), row
+            return (params, opt_state, carry), row
 
-        (params, opt_state), rows = jax.lax.scan(body, (params, opt_state), steps)
+        carry = None if init_carry is None else init_carry(steps[0], *operands)
+        (params, opt_state, _), rows = jax.lax.scan(body, (params, opt_state, carry), steps)
         return params, opt_state, rows
 
     params, opt_state, done = state[0], state[1], int(state[2])

@@ -44,8 +44,9 @@ def fit_mle(
 
     Minibatches of ``batch_size`` sequences are drawn without replacement from a fresh
     permutation of ``data`` every epoch (``⌊M / batch_size⌋`` steps; the remainder of a
-    permutation is skipped). Step ``t`` depends on ``key`` and ``t`` only, so a run resumed from
-    ``checkpoint`` ends bit-identical to an uninterrupted one.
+    permutation is skipped), drawn once per epoch and at the start of each compiled chunk. Step
+    ``t`` depends on ``key`` and ``t`` only, so a run resumed from ``checkpoint`` ends
+    bit-identical to an uninterrupted one.
 
     Args:
         data: integer tokens in ``0..K-1``, one sequence per row.
@@ -103,13 +104,17 @@ def fit_mle(
     def loss(params, static, x, c):
         return nll(eqx.combine(params, static), x, context=c, allowed=allowed)
 
-    def step_fn(params, static, opt_state, t, data, context):
-        order = jax.random.permutation(jax.random.fold_in(key, t // steps_per_epoch), data.shape[0])
+    def shuffle(t, data, context):
+        return jax.random.permutation(jax.random.fold_in(key, t // steps_per_epoch), data.shape[0])
+
+    def step_fn(params, static, opt_state, order, t, data, context):
+        order = jax.lax.cond(t % steps_per_epoch == 0, shuffle, lambda *_: order, t, data, context)
         rows = jax.lax.dynamic_slice_in_dim(order, (t % steps_per_epoch) * batch_size, batch_size)
         x, c = constrain_batch((data[rows], None if context is None else context[rows]), sharding)
         value, grads = jax.value_and_grad(loss)(params, static, x, c)
         updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, dict(nll=value, bits_per_token=_bits(value, num_tokens))
+        row = dict(nll=value, bits_per_token=_bits(value, num_tokens))
+        return optax.apply_updates(params, updates), opt_state, order, row
 
     def on_chunk(model, step):
         if eval_data is None:
@@ -123,7 +128,7 @@ def fit_mle(
 
     return run_steps(net, optimizer, step_fn, num_steps=num_steps, log_every=log_every, checkpoint=checkpoint,
                      progress=progress, describe=describe, operands=(data, context), on_chunk=on_chunk,
-                     callback=callback, mesh=mesh)
+                     callback=callback, mesh=mesh, init_carry=shuffle)
 
 
 def evaluate_nll(

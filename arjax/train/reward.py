@@ -99,13 +99,13 @@ def fit_reward(
         return reward_loss(eqx.combine(params, static), step_key, reward_fn=reward_fn, prior=prior,
                            num_samples=batch_size, baseline=baseline, has_aux=True, **weights)
 
-    def step_fn(params, static, opt_state, t, prior):
+    def step_fn(params, static, opt_state, carry, t, prior):
         weight = jnp.asarray(schedule(t) if schedule is not None else value, jnp.result_type(float))
         (_, stats), grads = jax.value_and_grad(loss, has_aux=True)(
             params, static, jax.random.fold_in(key, t), weight, prior)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         row = {name: weight, **stats._asdict()}
-        return optax.apply_updates(params, updates), opt_state, row
+        return optax.apply_updates(params, updates), opt_state, carry, row
 
     def describe(row):
         return f"objective={row['objective']:.5g}±{row['objective_stderr']:.2g} reward={row['reward']:.4g}"
