@@ -189,8 +189,10 @@ def main(argv=None):
     truth = markov_chain_data(rng, 1, n, args.stay)[0]
     y = A @ truth + args.noise * rng.standard_normal(args.measurements)
     posterior = Posterior(Autoregressive(net), A, y, args.noise)
-    print(f"observation: y = A x + ε, A {A.shape}, σ = {args.noise}; y = {np.array2string(y, precision=3)} "
-          f"from x = {''.join(map(str, truth))}")
+    print(
+        f"observation: y = A x + ε, A {A.shape}, σ = {args.noise}; y = {np.array2string(y, precision=3)} "
+        f"from x = {''.join(map(str, truth))}"
+    )
 
     xs, log_prior, prior_marginals, exact = posterior.exact()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 NUMBER = r"(-?\d+(?:\.\d+)?)"
 
@@ -17,6 +19,7 @@ def number_after(stdout: str, label: str) -> float:
     return float(match.group(1))
 
 
+@pytest.mark.slow  # --quick costs 1–2 CPU-minutes of XLA compilation; run with `make test-all`
 def test_crystals_quick_samples_valid_crystals_and_conditioning_moves_towards_the_target(tmp_path):
     # --quick is dominated by XLA compilation; LLVM optimisation level 0 roughly halves it on CPU.
     env = {**os.environ, "XLA_FLAGS": (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()}

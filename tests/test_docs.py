@@ -22,7 +22,10 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 PAGES = sorted(p for p in DOCS.rglob("*.md") if not any(part.startswith("_") for part in p.relative_to(DOCS).parts))
 # Pages that teach by example must show (and so run) some code.
-PAGES_WITH_CODE = ["quickstart.md", "learn-from-data.md", "learn-from-energy.md", "posteriors.md", "performance.md"]
+PAGES_WITH_CODE = [
+    "quickstart.md", "learn-from-data.md", "learn-from-energy.md", "posteriors.md", "rl-fine-tuning.md", "crystals.md",
+    "parallel.md", "performance.md",
+]
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^\n`]*)$")
 
 
@@ -70,10 +73,11 @@ def test_page_code_runs(page, tmp_path, monkeypatch):
     blocks = code_blocks(page.read_text())
     monkeypatch.chdir(tmp_path)
     namespace = {"__name__": f"docs_{page.stem.replace('-', '_')}"}
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for line, code in blocks:  # padded so that tracebacks give the line numbers of the page
         exec(compile("\n" * (line - 1) + code, str(page), "exec"), namespace)
-    print(f"{page.name}: {len(blocks)} blocks in {time.perf_counter() - start:.1f} s")
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    print(f"{page.name}: {len(blocks)} blocks in {wall:.1f} s ({cpu:.1f} s CPU)")
 
 
 def public_modules() -> list[str]:
@@ -146,4 +150,5 @@ def test_site_builds_without_warnings(site_build):
     output = log.read()
     assert returncode == 0, output
     assert "WARNING" not in output, output
-    assert (site / "html" / "api" / "nn" / "index.html").exists()
+    for page in ("nn", "mcmc", "mcmc-numpyro", "svi", "crystal", "parallel"):
+        assert (site / "html" / "api" / page / "index.html").exists(), page

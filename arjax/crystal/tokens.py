@@ -8,6 +8,7 @@ Every position draws from one shared vocabulary of ``num_categories`` tokens, la
 """
 
 import functools
+from collections.abc import Sequence
 
 import numpy as np
 from jaxtyping import Int
@@ -37,8 +38,10 @@ class CrystalTokenizer:
         max_sites: most Wyckoff sites per crystal; fixes ``num_positions``.
         max_atoms: most atoms per conventional cell (``None``: no cap).
         coordinate_bins: ``B``; a free coordinate takes the values ``k / B``, ``k = 0..B-1``.
-        length_range, length_bins: lattice lengths on ``linspace(*length_range, length_bins)`` Å.
-        angle_range, angle_bins: lattice angles on ``linspace(*angle_range, angle_bins)`` degrees.
+        length_range: ``(lowest, highest)`` lattice length in Å.
+        length_bins: lattice lengths take the values ``linspace(*length_range, length_bins)``.
+        angle_range: ``(lowest, highest)`` lattice angle in degrees.
+        angle_bins: lattice angles take the values ``linspace(*angle_range, angle_bins)``.
 
     Example:
         >>> tok = CrystalTokenizer(space_groups=[221], elements=["Sr", "Ti", "O"], max_sites=5, max_atoms=5,
@@ -51,8 +54,8 @@ class CrystalTokenizer:
     def __init__(
         self,
         *,
-        space_groups=None,
-        elements=None,
+        space_groups: Sequence[int] | None = None,
+        elements: Sequence[str] | None = None,
         max_sites: int = 8,
         max_atoms: int | None = None,
         coordinate_bins: int = 32,

@@ -114,8 +114,8 @@ def run_chains(
 ) -> tuple[Int[Array, "C S N"], PyTree]:
     r"""Run one chain per row of ``initial_positions`` for ``num_steps`` steps.
 
-    ``vmap`` over chains of a ``lax.scan`` over steps; wrap the call in ``jax.jit`` (with
-    ``num_steps`` static) to compile it once.
+    ``vmap`` over chains of a ``lax.scan`` over steps; compile it once with
+    ``jax.jit(run_chains, static_argnums=(1, 3))`` (the algorithm and ``num_steps`` are static).
 
     Returns:
         ``(positions, infos)``: the position after every step, ``[C, S, N]`` (chains first, as

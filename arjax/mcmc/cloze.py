@@ -2,9 +2,9 @@ r"""Cloze sweeps: resample chosen positions one at a time, the others held fixed
 
 One step visits ``positions`` in the given order. At position ``i``:
 
-* ``mode="gibbs"`` (heat bath): evaluate ``ln π`` at the ``K`` sequences that differ from ``x``
-  only at ``i`` (one batched call) and draw ``x_i`` from the normalised result — exact, never
-  rejected. Tokens the model's ``allowed`` rule forbids at ``i`` get probability 0.
+* ``mode="gibbs"`` (heat bath): evaluate ``ln π`` at the ``K - 1`` sequences that differ from
+  ``x`` only at ``i`` (one batched call; ``ln π(x)`` is in the state) and draw ``x_i`` from the
+  normalised result — exact, never rejected. Tokens the model's ``allowed`` rule forbids at ``i`` get probability 0.
 * ``mode="mh"``: propose ``x_i' ~ p_model(x_i | x_{<i})`` from the autoregressive model and accept
   with probability ``min[1, π(x') p_model(x_i | x_{<i}) / π(x) p_model(x_i' | x_{<i})]``. The
   prefix ``x_{<i}`` is the same in both directions, so one conditional serves both ways.
@@ -26,6 +26,7 @@ import numpy as np
 from blackjax.base import SamplingAlgorithm, build_sampling_algorithm
 from jax import lax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
+from numpyro.distributions import Distribution
 
 from arjax.mcmc.independence import check_position, safe_logdensity
 
@@ -145,7 +146,7 @@ def build_kernel(mode: str = "gibbs"):
 
 def as_top_level_api(
     logdensity_fn: Callable[[Int[Array, " N"]], Float[Array, ""]],
-    model,
+    model: Distribution,
     positions: Sequence[int] | Int[Array, " M"] | None = None,
     mode: str = "gibbs",
 ) -> SamplingAlgorithm:
@@ -227,9 +228,11 @@ def check_model(model) -> None:
 
 def _gibbs_update(key, position, logdensity, i, logdensity_fn, model):
     num_categories = model.num_categories
-    tokens = jnp.arange(num_categories, dtype=position.dtype)
-    candidates = jnp.broadcast_to(position, (num_categories,) + position.shape).at[:, i].set(tokens)
-    log_weights = jax.vmap(lambda x: safe_logdensity(logdensity_fn(x)))(candidates)
+    others = (position[i] + jnp.arange(1, num_categories, dtype=position.dtype)) % num_categories
+    candidates = jnp.broadcast_to(position, (num_categories - 1,) + position.shape).at[:, i].set(others)
+    other_weights = jax.vmap(lambda x: safe_logdensity(logdensity_fn(x)))(candidates)
+    log_weights = jnp.zeros(num_categories, other_weights.dtype).at[others].set(other_weights)
+    log_weights = log_weights.at[position[i]].set(logdensity.astype(other_weights.dtype))
     allowed_row = _allowed_row(model, position, i)
     if allowed_row is not None:
         log_weights = jnp.where(allowed_row, log_weights, -jnp.inf)

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from blackjax.base import SamplingAlgorithm, build_sampling_algorithm
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+from numpyro.distributions import Distribution
 
 __all__ = [
     "IndependenceState",
@@ -120,7 +121,9 @@ def build_kernel():
     return kernel
 
 
-def as_top_level_api(logdensity_fn: Callable[[Int[Array, " N"]], Float[Array, ""]], proposal) -> SamplingAlgorithm:
+def as_top_level_api(
+    logdensity_fn: Callable[[Int[Array, " N"]], Float[Array, ""]], proposal: Distribution
+) -> SamplingAlgorithm:
     r"""Independence Metropolis–Hastings targeting ``π ∝ exp(logdensity_fn)`` with proposal ``q``.
 
     Args:

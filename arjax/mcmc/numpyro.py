@@ -17,6 +17,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
+from numpyro.distributions import Distribution
 from numpyro.handlers import seed, substitute, trace
 from numpyro.infer.gibbs import conditioned, latent_sample_sites, prototype_trace, with_conditioning
 from numpyro.infer.mcmc import MCMCKernel
@@ -223,7 +224,7 @@ class IndependenceKernel(_SiteKernel):
         (400, 5)
     """
 
-    def __init__(self, model: Callable, site: str | None = None, proposal=None):
+    def __init__(self, model: Callable, site: str | None = None, proposal: Distribution | None = None):
         super().__init__(model, site)
         if proposal is not None:
             _independence.check_proposal(proposal)
@@ -314,7 +315,7 @@ class ClozeKernel(_SiteKernel):
         site: str | None = None,
         positions: Sequence[int] | Int[Array, " M"] | None = None,
         mode: str = "gibbs",
-        proposal=None,
+        proposal: Distribution | None = None,
     ):
         super().__init__(model, site)
         self._mode = _cloze.check_mode(mode)
@@ -390,7 +391,7 @@ def gibbs_fn(
     algorithm: str = "cloze",
     positions: Sequence[int] | None = None,
     mode: str = "gibbs",
-    proposal=None,
+    proposal: Distribution | None = None,
     num_steps: int = 1,
 ) -> Callable:
     r"""A ``gibbs_fn`` for ``numpyro.infer.HMCGibbs`` that updates the sequence site ``site``.
