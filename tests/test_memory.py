@@ -17,7 +17,15 @@ LIMIT_BYTES = 2 * 1024**3
 
 CHILD = textwrap.dedent(
     """
-    import json, re, resource, sys, time
+    import json, re, sys, time
+
+    def peak_rss_bytes():
+        # VmHWM belongs to this process image; ru_maxrss would also count the parent's RSS at fork,
+        # which Linux carries across exec.
+        with open("/proc/self/status") as status:
+            line = next(line for line in status if line.startswith("VmHWM:"))
+        return int(line.split()[1]) * 1024
+
     import jax, jax.numpy as jnp
     from arjax.nn.transformer import Transformer
     from arjax.sampling import sample_and_log_prob
@@ -51,7 +59,7 @@ CHILD = textwrap.dedent(
         "log_prob_finite": bool(jnp.all(jnp.isfinite(log_prob))),
         "compile_s": compile_s,
         "run_s": run_s,
-        "max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "max_rss_bytes": peak_rss_bytes(),
     }))
     """
 )
