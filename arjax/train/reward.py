@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jaxtyping import Int, PRNGKeyArray
+from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from arjax.distribution import Autoregressive
 from arjax.objectives import as_prior, reward_loss
@@ -19,7 +19,7 @@ __all__ = ["fit_reward"]
 
 def fit_reward(
     net: eqx.Module,
-    reward_fn: Callable[[Int], float],
+    reward_fn: Callable[[Int[Array, " N"]], Float[Array, ""]],
     *,
     prior: Autoregressive | eqx.Module | None = None,
     kl_weight: float = 1.0,
@@ -52,9 +52,10 @@ def fit_reward(
     Args:
         reward_fn: ``r(x: Int[N]) -> Float[]`` for one sequence.
         prior: None, an ``arjax.Autoregressive`` or a net with ``net``'s N and K.
-        kl_weight: ``τ`` (with a prior); ``kl_weight_schedule(step)`` overrides it, e.g. an
-            ``optax`` schedule. temperature: ``T`` (without a prior); likewise
-            ``temperature_schedule(step)``.
+        kl_weight: ``τ`` (with a prior).
+        temperature: ``T`` (without a prior).
+        kl_weight_schedule: ``τ(step)``, e.g. an ``optax`` schedule; overrides ``kl_weight``.
+        temperature_schedule: ``T(step)``; overrides ``temperature``.
         baseline: ``"loo"`` (leave-one-out, unbiased) or ``"mean"`` (batch mean).
         checkpoint: a file path; written atomically every ``log_every`` steps and at the end,
             and resumed from when it exists (a finished run returns at once).
