@@ -16,7 +16,7 @@ from a Sycamore-style random circuit (``examples/circuits.py``), minibatches of 
 - ``jit_step_steps_per_s``: the same jitted step with the minibatches already on the device and no
   host round-trip per step (``block_until_ready`` only at the end): the cost of the step alone.
 - ``permutation_time``: one ``jax.random.permutation`` of M rows, jitted, which ``fit_mle`` draws
-  inside every step to pick its minibatch.
+  once per epoch (and at the start of each compiled chunk) to pick its minibatches.
 - ``mle_step_flops`` (XLA's ``cost_analysis`` of the jitted step) and the FLOP/s of each loop.
 
 Run: python benchmarks/mle.py [--data-sizes 1000 100000] [--steps 100] [--repeats 3]
@@ -101,7 +101,7 @@ def main():
         permutation = jax.jit(lambda key: jax.random.permutation(key, m))
         _, perm_s = timed(permutation, jax.random.key(0), repeats=args.repeats)
         emit("permutation_time", perm_s * 1e3, "ms", M=m, fraction_of_fit_mle_step=perm_s / (fit_s / args.steps),
-             note="jax.random.permutation of M rows, which fit_mle draws inside every step")  # fmt: skip
+             note="jax.random.permutation of M rows, which fit_mle draws once per epoch and per chunk")  # fmt: skip
     emit("load_average_1min", os.getloadavg()[0], "processes")
 
 
