@@ -13,6 +13,10 @@ $(VENV)/.installed-core: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -e .
 	touch $@
 
+$(VENV)/.installed-examples: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -e '.[examples]'
+	touch $@
+
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -e '.[test]'
 	touch $@
@@ -21,7 +25,7 @@ $(VENV)/.installed-docs: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -e '.[docs]'
 	touch $@
 
-demo: $(VENV)/.installed-core
+demo: $(VENV)/.installed-examples
 	$(BIN)/python examples/demo.py
 
 test: $(VENV)/.installed-test

@@ -11,7 +11,7 @@ from numpyro.distributions import constraints
 from numpyro.distributions.distribution import Distribution
 
 from arjax.allowed import Allowed, AllowedTable, check_allowed, masked_log_softmax
-from arjax.sampling import check_sample_shape, sample_and_log_prob, split_context
+from arjax.sampling import check_sample_shape, sample, sample_and_log_prob, split_context
 from arjax.testing import all_sequences
 
 __all__ = ["Autoregressive"]
@@ -91,7 +91,7 @@ class Autoregressive(Distribution):
 
     def sample(self, key: PRNGKeyArray, sample_shape: tuple[int, ...] = ()) -> Int[Array, "..."]:
         """Exact samples of shape ``sample_shape + batch_shape + (N,)``, dtype int32."""
-        return self.sample_and_log_prob(key, sample_shape)[0]
+        return sample(self.net, key, check_sample_shape(sample_shape), context=self.context, allowed=self.allowed)
 
     def sample_and_log_prob(
         self, key: PRNGKeyArray, sample_shape: tuple[int, ...] = ()

@@ -3,8 +3,9 @@
 Two paths give the same samples for the same key. The generic path reruns ``net(x)`` at every
 position (N network passes per sequence). The cached path uses a net's ``init_cache`` /
 ``decode_step`` pair and costs one incremental step per position; it is chosen automatically when
-the net provides it. Position ``i`` of a sequence always draws with ``fold_in(key, i)``, so the
-choice of path never changes the random numbers.
+the net provides it. A sequence's key gives one uniform number ``u_i`` per position, drawn up
+front, and position ``i`` takes the token where ``u_i`` falls in the cumulative distribution of its
+conditional (inverse-CDF sampling), so the choice of path never changes the random numbers.
 """
 
 import math
@@ -80,11 +81,17 @@ def sample(
 ) -> Int[Array, "*S N"]:
     """Exact samples only; see ``sample_and_log_prob``.
 
+    Integer samples carry no gradient, so the net and context are read through
+    ``stop_gradient``: under ``jax.grad`` the sampling pass is then not linearised (which would
+    keep its per-step activations and cost several times the pass itself).
+
     >>> import jax
     >>> from arjax.nn import MeanField
     >>> sample(MeanField(4, 3, key=jax.random.key(0)), jax.random.key(1), (2,)).shape
     (2, 4)
     """
+    net, context = jax.tree.map(lambda leaf: lax.stop_gradient(leaf) if eqx.is_inexact_array(leaf) else leaf,
+                                (net, context))  # fmt: skip
     return sample_and_log_prob(
         net, key, sample_shape, context=context, allowed=allowed, cached=cached, sharding=sharding
     )[0]
@@ -123,8 +130,10 @@ def split_context(net, context) -> tuple[Array | None, tuple[int, ...]]:
 @eqx.filter_jit
 def _sample_and_log_prob(net, key, shape, context, rule, use_cache, sharding):
     size = math.prod(shape)
-    keys = constrain_batch(jax.random.split(key, size), sharding)
     one = _sample_one_cached if use_cache else _sample_one_generic
+    if shape == ():  # one sequence, with the key the batched path gives its only row; no size-1 batch axis
+        return one(net, jax.random.split(key, 1)[0], context, rule)
+    keys = constrain_batch(jax.random.split(key, size), sharding)
     if context is None:
         x, log_prob = jax.vmap(lambda k: one(net, k, None, rule))(keys)
     else:
@@ -136,34 +145,46 @@ def _sample_and_log_prob(net, key, shape, context, rule, use_cache, sharding):
 
 
 def _sample_one_generic(net, key, context, rule: AllowedFn | None):
-    def step(carry, i):
+    def step(carry, inputs):
         x, log_prob = carry
+        i, uniform = inputs
         logits = net(x, context)[i]
-        token, log_p = _draw(key, i, logits, x, rule)
+        token, log_p = _draw(uniform, i, logits, x, rule)
         return (x.at[i].set(token), log_prob + log_p), None
 
     init = (jnp.zeros(net.num_positions, jnp.int32), jnp.zeros((), _logit_dtype(net, context)))
-    (x, log_prob), _ = lax.scan(step, init, jnp.arange(net.num_positions))
+    (x, log_prob), _ = lax.scan(step, init, _positions_and_uniforms(net, key))
     return x, log_prob
 
 
 def _sample_one_cached(net, key, context, rule: AllowedFn | None):
-    def step(carry, i):
+    def step(carry, inputs):
         cache, previous, x, log_prob = carry
+        i, uniform = inputs
         logits, cache = net.decode_step(cache, i, previous)
-        token, log_p = _draw(key, i, logits, x, rule)
+        token, log_p = _draw(uniform, i, logits, x, rule)
         return (cache, token, x.at[i].set(token), log_prob + log_p), None
 
     cache = net.init_cache(context)
     x0 = jnp.zeros(net.num_positions, jnp.int32)
     init = (cache, jnp.zeros((), jnp.int32), x0, jnp.zeros((), _logit_dtype(net, context)))
-    (_, _, x, log_prob), _ = lax.scan(step, init, jnp.arange(net.num_positions))
+    (_, _, x, log_prob), _ = lax.scan(step, init, _positions_and_uniforms(net, key))
     return x, log_prob
 
 
-def _draw(key, i, logits, x, rule):
+def _positions_and_uniforms(net, key) -> tuple[Int[Array, " N"], Float[Array, " N"]]:
+    return jnp.arange(net.num_positions), jax.random.uniform(key, (net.num_positions,))
+
+
+def _draw(uniform, i, logits, x, rule):
+    """Inverse-CDF draw: the token whose cumulative-probability interval holds ``uniform`` ∈ [0, 1).
+
+    A token of probability 0 has an empty interval and is never drawn.
+    """
     log_p = masked_log_softmax(logits, None if rule is None else rule(x, i))
-    token = jax.random.categorical(jax.random.fold_in(key, i), log_p).astype(jnp.int32)
+    cumulative = jnp.cumsum(jnp.exp(log_p))
+    token = jnp.sum(cumulative <= uniform * cumulative[-1]).astype(jnp.int32)
+    token = jnp.minimum(token, jnp.argmax(cumulative))  # rounding of uniform * total up to total
     return token, log_p[token]
 
 

@@ -11,6 +11,9 @@ from one prior draw. Target ``π(x) ∝ p(x) N(y; A x, σ²)``. Every sampler ru
   prior's MADE trained by ``arjax.train.fit_free_energy`` on ``E(x) = -ln π(x)`` at β = 1
   (``--fit-steps`` steps × batch 256, Adam 3e-3). Its training time is reported as ``fit_s``,
   apart from the sampling time; ``ess_per_s_incl_fit`` charges it to the run.
+- ``independence_batched`` / ``independence_fitted_batched``: the same two chains (same keys, same
+  decisions) run by ``arjax.mcmc.run_independence``, which draws and scores the proposals of all
+  steps and chains in vectorised blocks and then scans the accept/reject decisions.
 - ``cloze_gibbs`` / ``cloze_mh``: ``arjax.mcmc.cloze(ln π, prior, mode=...)``, one sweep over all
   sites per step.
 - ``discrete_hmc_gibbs_baseline``: ``numpyro.infer.DiscreteHMCGibbs(NUTS(model))`` in
@@ -57,7 +60,14 @@ from arjax.nn import MADE
 from arjax.targets import EnergyTarget
 from arjax.train import fit_free_energy
 
-OURS = ("independence", "independence_fitted", "cloze_gibbs", "cloze_mh")
+OURS = (
+    "independence",
+    "independence_fitted",
+    "independence_batched",
+    "independence_fitted_batched",
+    "cloze_gibbs",
+    "cloze_mh",
+)
 BASELINES = ("discrete_hmc_gibbs_baseline", "discrete_gibbs_baseline")
 
 
@@ -112,11 +122,19 @@ def fitted_proposal(problem, num_steps, seed):
 
 
 def our_runner(problem, method, num_chains, num_steps, proposal=None):
+    starts = problem.prior.sample(problem.init_key, (num_chains,))
+    if method.endswith("_batched"):
+        proposal = proposal or problem.prior
+
+        def run_batched(key):
+            positions, infos = arjax.mcmc.run_independence(key, problem.logdensity, proposal, starts, num_steps)
+            return positions, jnp.mean(infos.acceptance_rate)
+
+        return eqx.filter_jit(run_batched)
     if method.startswith("independence"):
         algorithm = arjax.mcmc.independence(problem.logdensity, proposal or problem.prior)
     else:
         algorithm = arjax.mcmc.cloze(problem.logdensity, problem.prior, mode=method.removeprefix("cloze_"))
-    starts = problem.prior.sample(problem.init_key, (num_chains,))
 
     def run(key):
         positions, infos = arjax.mcmc.run_chains(key, algorithm, starts, num_steps)
@@ -137,11 +155,13 @@ def baseline_runner(problem, method, num_chains, num_warmup, num_samples):
     return jax.jit(run)
 
 
-def measure(problem, method, args):
+def measure(problem, method, args, fitted):
     num_steps = args.warmup + args.samples
     fit_s = 0.0
-    if method == "independence_fitted":
-        proposal, fit_s = fitted_proposal(problem, args.fit_steps, args.seed)
+    if method.startswith("independence_fitted"):
+        if not fitted:
+            fitted.extend(fitted_proposal(problem, args.fit_steps, args.seed))
+        proposal, fit_s = fitted
         run = our_runner(problem, method, args.chains, num_steps, proposal)
     elif method in OURS:
         run = our_runner(problem, method, args.chains, num_steps)
@@ -177,7 +197,7 @@ def parse_args(argv=None):
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--measurements", type=int, default=4, help="rows of A")
     parser.add_argument("--noise", type=float, default=0.5, help="measurement noise σ")
-    parser.add_argument("--fit-steps", type=int, default=300, help="training steps of independence_fitted")
+    parser.add_argument("--fit-steps", type=int, default=1000, help="training steps of independence_fitted")
     parser.add_argument("--repeats", type=int, default=1, help="timed calls per sampler (best kept)")
     parser.add_argument("--methods", default=",".join(OURS + BASELINES), help="comma-separated samplers")
     parser.add_argument("--seed", type=int, default=0)
@@ -204,9 +224,9 @@ def main(argv=None):
         problem = Problem(n, args.measurements, args.noise, args.seed)
         config = dict(N=n, K=2, chains=args.chains, samples=args.samples, warmup=args.warmup,
                       measurements=args.measurements, noise=args.noise)  # fmt: skip
-        results = {}
+        results, fitted = {}, []
         for method in args.methods:
-            r = results[method] = measure(problem, method, args)
+            r = results[method] = measure(problem, method, args, fitted)
             rates = {k: v / r["run_s"] for k, v in r["ess"].items()}
             emit(f"mcmc_{method}", rates["loglik"], "ESS/s", ess_per_s_sum_x=rates["sum_x"],
                  ess_per_s_site_mean=rates["site_mean"], ess_loglik=r["ess"]["loglik"], ess_sum_x=r["ess"]["sum_x"],

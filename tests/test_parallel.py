@@ -9,12 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import FAST_COMPILE_FLAGS
 
 WORKER = str(Path(__file__).with_name("parallel_worker.py"))
 
 
 def _env(devices: int) -> dict:
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
+    flags = " ".join([f"--xla_force_host_platform_device_count={devices}", *FAST_COMPILE_FLAGS])
+    env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu")
     env.pop("JAX_ENABLE_X64", None)
     return env
 

@@ -12,7 +12,7 @@ from arjax.mcmc import independence as _independence
 from arjax.mcmc import numpyro
 from arjax.mcmc.annealing import AnnealingResult, run_chains, simulated_annealing, tempered
 from arjax.mcmc.cloze import ClozeInfo, ClozeState
-from arjax.mcmc.independence import IndependenceInfo, IndependenceState
+from arjax.mcmc.independence import IndependenceInfo, IndependenceState, run_independence
 
 __all__ = [
     "independence",
@@ -25,6 +25,7 @@ __all__ = [
     "simulated_annealing",
     "AnnealingResult",
     "run_chains",
+    "run_independence",
     "numpyro",
 ]
 

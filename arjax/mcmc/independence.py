@@ -4,6 +4,10 @@ Each step draws a whole sequence ``x' ~ q`` independently of the current ``x`` a
 probability ``min[1, π(x') q(x) / π(x) q(x')]``. The state caches ``ln q(x)`` (taken from the
 sampling pass, so a step costs one draw from ``q`` and one evaluation of ``ln π``). A perfect
 proposal (``q = π``) accepts every step; the acceptance rate measures how far ``q`` is from ``π``.
+
+Since no proposal depends on the chain's state, ``run_independence`` draws the proposals of many
+steps and chains in one batch, evaluates ``ln π`` and ``ln q`` on all of them at once, and only then
+runs the accept/reject decisions as a scan over scalars: the same chains as stepping the kernel.
 """
 
 from collections.abc import Callable
@@ -14,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from blackjax.base import SamplingAlgorithm, build_sampling_algorithm
+from jax import lax
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 from numpyro.distributions import Distribution
 
@@ -23,10 +28,13 @@ __all__ = [
     "init",
     "build_kernel",
     "as_top_level_api",
+    "run_independence",
     "check_position",
     "check_proposal",
     "safe_logdensity",
 ]
+
+_PROPOSALS_PER_BLOCK = 4096
 
 
 class IndependenceState(NamedTuple):
@@ -147,6 +155,120 @@ def as_top_level_api(
     """
     check_proposal(proposal)
     return build_sampling_algorithm(build_kernel(), init, logdensity_fn, init_args=(proposal,), kernel_args=(proposal,))
+
+
+def run_independence(
+    rng_key: PRNGKeyArray,
+    logdensity_fn: Callable[[Int[Array, " N"]], Float[Array, ""]],
+    proposal: Distribution,
+    initial_positions: Int[Array, "C N"],
+    num_steps: int,
+    *,
+    block_size: int | None = None,
+) -> tuple[Int[Array, "C S N"], IndependenceInfo]:
+    r"""Run independence Metropolis–Hastings chains with their proposals drawn in batches.
+
+    Returns exactly what ``run_chains(rng_key, independence(logdensity_fn, proposal),
+    initial_positions, num_steps)`` returns (the same keys, proposals and decisions, up to float
+    rounding of batched arithmetic), but instead of one sequential draw per step and chain it draws
+    ``block_size × C`` proposals in one vectorised pass, evaluates ``ln π`` and ``ln q`` on all of
+    them at once, and then scans the accept/reject decisions, which only compare scalars. With a
+    small MADE proposal (N = 16–64, 4 chains) this is about 4–5× faster than stepping the kernel on CPU
+    (``benchmarks/mcmc.py``).
+
+    Args:
+        logdensity_fn: ``ln π(x)`` up to a constant, for one sequence ``Int[N]``; NaN counts as ``-inf``.
+        proposal: an ``arjax.Autoregressive`` (``batch_shape == ()``), or any distribution over
+            ``Int[N]`` with ``sample`` and ``log_prob``.
+        initial_positions: one starting sequence per chain, ``Int[C, N]``.
+        num_steps: steps per chain.
+        block_size: steps whose proposals are drawn together (default: blocks of about 4096
+            proposals, ``block_size × C``, sized to split ``num_steps`` evenly); memory grows with
+            ``block_size × C``. It does not change the result.
+
+    Returns:
+        ``(positions, infos)``: the position after every step, ``[C, S, N]``, and the
+        ``IndependenceInfo`` of every step with leading axes ``[C, S]``.
+
+    Example:
+        >>> import equinox as eqx, jax, jax.numpy as jnp
+        >>> from arjax import Autoregressive
+        >>> from arjax.nn import MADE
+        >>> q = Autoregressive(MADE(num_positions=4, num_categories=2, key=jax.random.key(0)))
+        >>> logdensity = lambda x: q.log_prob(x) + 0.5 * jnp.sum(x)
+        >>> positions, infos = eqx.filter_jit(run_independence)(
+        ...     jax.random.key(1), logdensity, q, jnp.zeros((3, 4), jnp.int32), 100)
+        >>> positions.shape, infos.is_accepted.shape
+        ((3, 100, 4), (3, 100))
+    """
+    num_positions, num_categories = check_proposal(proposal)
+    initial_positions = jnp.asarray(initial_positions)
+    if initial_positions.ndim != 2 or initial_positions.shape[1] != num_positions:
+        raise ValueError(
+            f"initial_positions must have shape (num_chains, {num_positions}), one row per chain, "
+            f"got shape {initial_positions.shape}"
+        )
+    flat = check_position(initial_positions.reshape(-1), initial_positions.size, num_categories, "initial_positions")
+    initial_positions = flat.reshape(initial_positions.shape)
+    if not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps < 1:
+        raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
+    num_chains = initial_positions.shape[0]
+    if block_size is None:
+        num_blocks = -(-num_steps * num_chains // _PROPOSALS_PER_BLOCK)
+        block_size = -(-num_steps // num_blocks)
+    if not isinstance(block_size, int) or isinstance(block_size, bool) or block_size < 1:
+        raise ValueError(f"block_size must be a positive int, got {block_size!r}")
+    block_size = min(block_size, num_steps)
+    num_blocks = -(-num_steps // block_size)
+
+    # The keys of run_chains: one per chain, split into one per step, split into (proposal, accept).
+    step_keys = jax.vmap(lambda key: jax.random.split(key, num_steps))(jax.random.split(rng_key, num_chains))
+    step_keys = jnp.swapaxes(step_keys, 0, 1)  # [S, C]
+    padding = num_blocks * block_size - num_steps
+    step_keys = jnp.concatenate([step_keys, step_keys[:padding]]) if padding else step_keys
+    step_keys = step_keys.reshape(num_blocks, block_size, num_chains)
+    initial = jax.vmap(lambda x: init(x, logdensity_fn, proposal))(initial_positions)
+    dtypes = jax.tree.map(lambda leaf: leaf.dtype, initial)
+
+    def propose(step_key):
+        key_proposal, key_accept = jax.random.split(step_key)
+        position, proposal_logdensity = _sample_and_log_prob(proposal, key_proposal)
+        logdensity = safe_logdensity(logdensity_fn(position.astype(dtypes.position)))
+        state = IndependenceState(position, logdensity, proposal_logdensity)
+        state = jax.tree.map(lambda leaf, dtype: leaf.astype(dtype), state, dtypes)
+        return state, jnp.log(jax.random.uniform(key_accept))
+
+    def decide(current, inputs):
+        """One accept/reject step on scalars; the state is ``(ln π, ln q, index)`` of the current
+        sequence, ``index`` into the block's proposals (``-1``: the sequence the block started from)."""
+        logdensity, proposal_logdensity, index = current
+        step, proposed_logdensity, proposed_proposal_logdensity, log_uniform = inputs
+        log_ratio = (proposed_logdensity + proposal_logdensity) - (logdensity + proposed_proposal_logdensity)
+        log_ratio = jnp.where(jnp.isnan(log_ratio), -jnp.inf, log_ratio)
+        is_accepted = log_uniform < log_ratio
+        current = (
+            jnp.where(is_accepted, proposed_logdensity, logdensity),
+            jnp.where(is_accepted, proposed_proposal_logdensity, proposal_logdensity),
+            jnp.where(is_accepted, step, index),
+        )
+        return current, (current[2], jnp.exp(jnp.minimum(log_ratio, 0.0)), is_accepted)
+
+    def run_block(state, keys):
+        proposed, log_uniforms = jax.vmap(propose)(keys.reshape(-1))
+        proposed = jax.tree.map(lambda leaf: leaf.reshape(keys.shape + leaf.shape[1:]), proposed)  # [B, C, ...]
+        start = (state.logdensity, state.proposal_logdensity, jnp.full(num_chains, -1))
+        inputs = (jnp.arange(block_size), proposed.logdensity, proposed.proposal_logdensity,
+                  log_uniforms.reshape(keys.shape))  # fmt: skip
+        (logdensity, proposal_logdensity, _), (index, acceptance_rate, is_accepted) = lax.scan(decide, start, inputs)
+        chains = jnp.arange(num_chains)
+        positions = jnp.where((index >= 0)[..., None], proposed.position[jnp.maximum(index, 0), chains], state.position)
+        state = IndependenceState(positions[-1], logdensity, proposal_logdensity)
+        return state, (positions, IndependenceInfo(acceptance_rate, is_accepted, proposed))
+
+    _, outputs = lax.scan(run_block, initial, step_keys)
+    steps_first = jax.tree.map(lambda leaf: leaf.reshape((-1,) + leaf.shape[2:])[:num_steps], outputs)
+    positions, infos = jax.tree.map(lambda leaf: jnp.swapaxes(leaf, 0, 1), steps_first)
+    return positions, infos
 
 
 def check_position(position, num_positions: int, num_categories: int | None, name: str = "position") -> Array:

@@ -105,20 +105,30 @@ class MADE(eqx.Module):
         input), computes only the hidden units of degree ``i`` in every layer, and evaluates the
         ``K`` output rows of position ``i``, which read units of degree ``≤ i``. Sampling all ``N``
         positions therefore costs about one full forward pass instead of ``N``.
+
+        The cache also holds the masked weights (the first layer's transposed, so a token's
+        column is a contiguous row): computed once per sampling pass instead of once per step,
+        and shared, unbatched, by every sequence of a ``vmap``.
         """
         context = check_context(context, self.context_shape)
         first = self.biases[0] + self._context_term(0, context)
         shift = self._context_term(-1, context) if self.depth else jnp.zeros_like(first)
         hidden = [jnp.zeros(self.width, first.dtype) for _ in range(self.depth)]
-        return {"first": first, "output_shift": jnp.broadcast_to(shift, self.biases[-1].shape), "hidden": hidden}
+        masked = [w * jnp.asarray(m, w.dtype) for w, m in zip(self.weights, self._masks())]
+        return {
+            "first": first,
+            "output_shift": jnp.broadcast_to(shift, self.biases[-1].shape),
+            "hidden": hidden,
+            "first_weights_t": masked[0].T,
+            "layer_weights": masked[1:],
+        }
 
     def decode_step(self, cache: dict, i: Int[Array, ""], token: Int[Array, ""]) -> tuple[Float[Array, " K"], dict]:
         """Logits of position ``i`` given ``token = x[i-1]`` (ignored at ``i = 0``)."""
         i, token = check_decode_step(i, token)
         k = self.num_categories
-        masks = [jnp.asarray(m) for m in self._masks()]
         column = jnp.maximum(i - 1, 0) * k + token
-        update = jnp.take(self.weights[0], column, axis=1) * jnp.take(masks[0], column, axis=1)
+        update = jnp.take(cache["first_weights_t"], column, axis=0)
         first = cache["first"] + jnp.where(i > 0, update, 0)
         if self.depth == 0:
             return jax.lax.dynamic_slice_in_dim(first, i * k, k), {**cache, "first": first}
@@ -126,13 +136,12 @@ class MADE(eqx.Module):
         hidden = list(cache["hidden"])
         hidden[0] = hidden[0].at[units].set(self.activation(_rows(first, units)), mode="drop")
         for layer in range(1, self.depth):
-            weights = _rows(self.weights[layer], units) * _rows(masks[layer], units)
+            weights = _rows(cache["layer_weights"][layer - 1], units)
             out = self.activation(weights @ hidden[layer - 1] + _rows(self.biases[layer], units))
             if self.residual:
                 out = out + _rows(hidden[layer - 1], units)
             hidden[layer] = hidden[layer].at[units].set(out, mode="drop")
-        rows = jax.lax.dynamic_slice_in_dim(self.weights[-1], i * k, k)
-        rows = rows * jax.lax.dynamic_slice_in_dim(masks[-1], i * k, k)
+        rows = jax.lax.dynamic_slice_in_dim(cache["layer_weights"][-1], i * k, k)
         bias = jax.lax.dynamic_slice_in_dim(self.biases[-1] + cache["output_shift"], i * k, k)
         return rows @ hidden[-1] + bias, {**cache, "first": first, "hidden": hidden}
 
