@@ -52,7 +52,7 @@ def symmetrized_log_prob(net, x: Int[Array, "B N"], symmetry: str | None) -> Flo
     True
     """
     check_symmetry(net, symmetry)
-    log_q = Autoregressive(net).log_prob(x)
     if symmetry is None:
-        return log_q
-    return jnp.logaddexp(log_q, Autoregressive(net).log_prob(1 - x)) - jnp.log(2.0)
+        return Autoregressive(net).log_prob(x)
+    log_q, log_q_flipped = Autoregressive(net).log_prob(jnp.stack([x, 1 - x]))  # one pass over both
+    return jnp.logaddexp(log_q, log_q_flipped) - jnp.log(2.0)
