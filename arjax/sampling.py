@@ -129,10 +129,10 @@ def split_context(net, context) -> tuple[Array | None, tuple[int, ...]]:
 
 @eqx.filter_jit
 def _sample_and_log_prob(net, key, shape, context, rule, use_cache, sharding):
-    size = math.prod(shape)
     one = _sample_one_cached if use_cache else _sample_one_generic
     if shape == ():  # one sequence, with the key the batched path gives its only row; no size-1 batch axis
         return one(net, jax.random.split(key, 1)[0], context, rule)
+    size = math.prod(shape)
     keys = constrain_batch(jax.random.split(key, size), sharding)
     if context is None:
         x, log_prob = jax.vmap(lambda k: one(net, k, None, rule))(keys)

@@ -14,7 +14,7 @@ from blackjax.base import SamplingAlgorithm
 from jax import lax
 from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
 
-from arjax.mcmc.independence import safe_logdensity
+from arjax.mcmc.independence import check_positive_int, safe_logdensity
 
 __all__ = ["AnnealingResult", "tempered", "simulated_annealing", "run_chains"]
 
@@ -136,8 +136,7 @@ def run_chains(
         raise ValueError(
             f"initial_positions must have shape (num_chains, N), one row per chain, got shape {initial_positions.shape}"
         )
-    if not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps < 1:
-        raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
+    check_positive_int("num_steps", num_steps)
 
     def one_chain(key, position):
         def one_step(state, step_key):

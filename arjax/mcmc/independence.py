@@ -31,6 +31,7 @@ __all__ = [
     "run_independence",
     "check_position",
     "check_proposal",
+    "check_positive_int",
     "safe_logdensity",
 ]
 
@@ -115,14 +116,9 @@ def build_kernel():
         logdensity_fn: Callable[[Int[Array, " N"]], Float[Array, ""]],
         proposal,
     ) -> tuple[IndependenceState, IndependenceInfo]:
-        key_proposal, key_accept = jax.random.split(rng_key)
-        position, proposal_logdensity = _sample_and_log_prob(proposal, key_proposal)
-        position = position.astype(state.position.dtype)
-        logdensity = safe_logdensity(logdensity_fn(position)).astype(state.logdensity.dtype)
-        proposed = IndependenceState(position, logdensity, proposal_logdensity.astype(state.proposal_logdensity.dtype))
-        log_ratio = (logdensity + state.proposal_logdensity) - (state.logdensity + proposed.proposal_logdensity)
-        log_ratio = jnp.where(jnp.isnan(log_ratio), -jnp.inf, log_ratio)
-        is_accepted = jnp.log(jax.random.uniform(key_accept)) < log_ratio
+        proposed, log_uniform = _propose(rng_key, logdensity_fn, proposal, state)
+        log_ratio = _log_acceptance_ratio(state.logdensity, state.proposal_logdensity, proposed)
+        is_accepted = log_uniform < log_ratio
         new_state = jax.tree.map(lambda new, old: jnp.where(is_accepted, new, old), proposed, state)
         return new_state, IndependenceInfo(jnp.exp(jnp.minimum(log_ratio, 0.0)), is_accepted, proposed)
 
@@ -210,14 +206,12 @@ def run_independence(
         )
     flat = check_position(initial_positions.reshape(-1), initial_positions.size, num_categories, "initial_positions")
     initial_positions = flat.reshape(initial_positions.shape)
-    if not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps < 1:
-        raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
+    check_positive_int("num_steps", num_steps)
     num_chains = initial_positions.shape[0]
     if block_size is None:
         num_blocks = -(-num_steps * num_chains // _PROPOSALS_PER_BLOCK)
         block_size = -(-num_steps // num_blocks)
-    if not isinstance(block_size, int) or isinstance(block_size, bool) or block_size < 1:
-        raise ValueError(f"block_size must be a positive int, got {block_size!r}")
+    check_positive_int("block_size", block_size)
     block_size = min(block_size, num_steps)
     num_blocks = -(-num_steps // block_size)
 
@@ -228,38 +222,30 @@ def run_independence(
     step_keys = jnp.concatenate([step_keys, step_keys[:padding]]) if padding else step_keys
     step_keys = step_keys.reshape(num_blocks, block_size, num_chains)
     initial = jax.vmap(lambda x: init(x, logdensity_fn, proposal))(initial_positions)
-    dtypes = jax.tree.map(lambda leaf: leaf.dtype, initial)
-
-    def propose(step_key):
-        key_proposal, key_accept = jax.random.split(step_key)
-        position, proposal_logdensity = _sample_and_log_prob(proposal, key_proposal)
-        logdensity = safe_logdensity(logdensity_fn(position.astype(dtypes.position)))
-        state = IndependenceState(position, logdensity, proposal_logdensity)
-        state = jax.tree.map(lambda leaf, dtype: leaf.astype(dtype), state, dtypes)
-        return state, jnp.log(jax.random.uniform(key_accept))
 
     def decide(current, inputs):
         """One accept/reject step on scalars; the state is ``(ln π, ln q, index)`` of the current
         sequence, ``index`` into the block's proposals (``-1``: the sequence the block started from)."""
         logdensity, proposal_logdensity, index = current
-        step, proposed_logdensity, proposed_proposal_logdensity, log_uniform = inputs
-        log_ratio = (proposed_logdensity + proposal_logdensity) - (logdensity + proposed_proposal_logdensity)
-        log_ratio = jnp.where(jnp.isnan(log_ratio), -jnp.inf, log_ratio)
+        step, proposed, log_uniform = inputs
+        log_ratio = _log_acceptance_ratio(logdensity, proposal_logdensity, proposed)
         is_accepted = log_uniform < log_ratio
         current = (
-            jnp.where(is_accepted, proposed_logdensity, logdensity),
-            jnp.where(is_accepted, proposed_proposal_logdensity, proposal_logdensity),
+            jnp.where(is_accepted, proposed.logdensity, logdensity),
+            jnp.where(is_accepted, proposed.proposal_logdensity, proposal_logdensity),
             jnp.where(is_accepted, step, index),
         )
         return current, (current[2], jnp.exp(jnp.minimum(log_ratio, 0.0)), is_accepted)
 
     def run_block(state, keys):
-        proposed, log_uniforms = jax.vmap(propose)(keys.reshape(-1))
-        proposed = jax.tree.map(lambda leaf: leaf.reshape(keys.shape + leaf.shape[1:]), proposed)  # [B, C, ...]
+        proposed, log_uniforms = jax.vmap(lambda key: _propose(key, logdensity_fn, proposal, initial))(keys.reshape(-1))
+        proposed, log_uniforms = jax.tree.map(lambda leaf: leaf.reshape(keys.shape + leaf.shape[1:]),
+                                              (proposed, log_uniforms))  # [B, C, ...]; fmt: skip
         start = (state.logdensity, state.proposal_logdensity, jnp.full(num_chains, -1))
-        inputs = (jnp.arange(block_size), proposed.logdensity, proposed.proposal_logdensity,
-                  log_uniforms.reshape(keys.shape))  # fmt: skip
-        (logdensity, proposal_logdensity, _), (index, acceptance_rate, is_accepted) = lax.scan(decide, start, inputs)
+        scalars = proposed._replace(position=None)
+        (logdensity, proposal_logdensity, _), (index, acceptance_rate, is_accepted) = lax.scan(
+            decide, start, (jnp.arange(block_size), scalars, log_uniforms)
+        )
         chains = jnp.arange(num_chains)
         positions = jnp.where((index >= 0)[..., None], proposed.position[jnp.maximum(index, 0), chains], state.position)
         state = IndependenceState(positions[-1], logdensity, proposal_logdensity)
@@ -269,6 +255,22 @@ def run_independence(
     steps_first = jax.tree.map(lambda leaf: leaf.reshape((-1,) + leaf.shape[2:])[:num_steps], outputs)
     positions, infos = jax.tree.map(lambda leaf: jnp.swapaxes(leaf, 0, 1), steps_first)
     return positions, infos
+
+
+def _propose(rng_key, logdensity_fn, proposal, like: IndependenceState) -> tuple[IndependenceState, Array]:
+    """A proposal scored under the target, in the dtypes of ``like``, and the log-uniform that decides it."""
+    key_proposal, key_accept = jax.random.split(rng_key)
+    position, proposal_logdensity = _sample_and_log_prob(proposal, key_proposal)
+    position = position.astype(like.position.dtype)
+    logdensity = safe_logdensity(logdensity_fn(position)).astype(like.logdensity.dtype)
+    proposed = IndependenceState(position, logdensity, proposal_logdensity.astype(like.proposal_logdensity.dtype))
+    return proposed, jnp.log(jax.random.uniform(key_accept))
+
+
+def _log_acceptance_ratio(logdensity, proposal_logdensity, proposed: IndependenceState) -> Array:
+    """``ln[π(x') q(x) / π(x) q(x')]``; NaN (e.g. ``-inf - -inf``) counts as ``-inf``, never accepted."""
+    log_ratio = (proposed.logdensity + proposal_logdensity) - (logdensity + proposed.proposal_logdensity)
+    return jnp.where(jnp.isnan(log_ratio), -jnp.inf, log_ratio)
 
 
 def check_position(position, num_positions: int, num_categories: int | None, name: str = "position") -> Array:
@@ -313,6 +315,15 @@ def check_proposal(proposal) -> tuple[int, int | None]:
             f"batch_shape {batch_shape} and event_shape {event_shape}"
         )
     return event_shape[0], getattr(proposal, "num_categories", None)
+
+
+def check_positive_int(name: str, value) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is a Python int ≥ 1 (a step count, a size).
+
+    >>> check_positive_int("num_steps", 3)
+    """
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 def safe_logdensity(value) -> Float[Array, ""]:

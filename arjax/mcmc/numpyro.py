@@ -425,8 +425,7 @@ def gibbs_fn(
         raise TypeError(f"site must be the name of a sample site (a str), got {site!r}")
     if algorithm not in ("cloze", "independence"):
         raise ValueError(f"algorithm must be 'cloze' or 'independence', got {algorithm!r}")
-    if not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps < 1:
-        raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
+    _independence.check_positive_int("num_steps", num_steps)
     _cloze.check_mode(mode)
     if positions is not None:
         positions = _cloze.check_positions(positions, sys.maxsize)
