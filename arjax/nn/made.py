@@ -20,11 +20,11 @@ class MADE(eqx.Module):
 
     The input is the one-hot sequence ``[N * K]``; ``depth`` masked hidden layers of ``width``
     units follow (``depth=0`` is a single masked linear map, i.e. autoregressive logistic
-    regression); the masked output layer gives ``[N, K]`` logits. With ``residual=True`` hidden
-    layers after the first add their input back (``h + act(W h)``), which keeps the masks valid
-    because all hidden layers share the same degrees. An optional context vector
-    (``context_size``) feeds the first hidden layer and the output layer unmasked, giving
-    ``p(x | context)`` with every position, the first included, conditioned on it.
+    regression); the masked output layer gives ``[N, K]`` logits, relative to category 0. With
+    ``residual=True`` hidden layers after the first add their input back (``h + act(W h)``),
+    which keeps the masks valid because all hidden layers share the same degrees. An optional
+    context vector (``context_size``) feeds the first hidden layer and the output layer unmasked,
+    giving ``p(x | context)`` with every position, the first included, conditioned on it.
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -86,15 +86,27 @@ class MADE(eqx.Module):
     def __call__(
         self, x: Int[Array, " N"] | Float[Array, "N K"], context: Float[Array, " C"] | None = None
     ) -> Float[Array, "N K"]:
-        """Logits ``[N, K]`` of one sequence; row ``i`` reads only ``x[:i]`` and ``context``."""
+        """Logits ``[N, K]`` of one sequence; row ``i`` reads only ``x[:i]`` and ``context``.
+
+        The logits are relative to category 0 (``logits[:, 0] == 0``): the output layer computes
+        only the ``K - 1`` differences ``ℓ_k - ℓ_0``, which fix the softmax. Integer tokens enter
+        the first layer the same way, as the indicators of categories ``1 … K-1`` against a base
+        of category 0, so both layers multiply ``N(K-1)`` rows instead of ``NK`` (half for spins).
+        """
         context = check_context(context, self.context_shape)
         rows = as_one_hot(x, self.num_positions, self.num_categories, self.weights[0].dtype)
-        masks = self._masks()
-        first = (self.weights[0] * masks[0]) @ rows.reshape(-1) + self.biases[0] + self._context_term(0, context)
+        masked = self._masked_weights()
+        if jnp.issubdtype(jnp.asarray(x).dtype, jnp.integer):
+            base, delta = _against_category_zero(masked[0].T, self.num_categories)
+            first = base + delta.T @ rows[:, 1:].reshape(-1)
+        else:
+            first = masked[0] @ rows.reshape(-1)
+        first = first + self.biases[0] + self._context_term(0, context)
         if self.depth == 0:
-            return first.reshape(self.num_positions, self.num_categories)
-        out = (self.weights[-1] * masks[-1]) @ self._hidden(first) + self.biases[-1]
-        return (out + self._context_term(-1, context)).reshape(self.num_positions, self.num_categories)
+            logits = first.reshape(self.num_positions, self.num_categories)
+            return logits - logits[:, :1]
+        weights, bias = self._output_layer(masked[-1], context)
+        return _with_zero_column(weights @ self._hidden(first, masked) + bias, self.num_positions)
 
     def init_cache(self, context: Float[Array, " C"] | None = None) -> dict:
         """Fast-path state: the first layer's pre-activation and every hidden layer's activations.
@@ -103,35 +115,36 @@ class MADE(eqx.Module):
         is known and never changes afterwards. Each ``decode_step(cache, i, token)`` adds the
         weight column of the new token to the first layer's pre-activation (linear in the one-hot
         input), computes only the hidden units of degree ``i`` in every layer, and evaluates the
-        ``K`` output rows of position ``i``, which read units of degree ``≤ i``. Sampling all ``N``
-        positions therefore costs about one full forward pass instead of ``N``.
+        ``K - 1`` output rows of position ``i``, which read units of degree ``≤ i``. Sampling all
+        ``N`` positions therefore costs about one full forward pass instead of ``N``.
 
-        The cache also holds the masked weights (the first layer's transposed, so a token's
-        column is a contiguous row): computed once per sampling pass instead of once per step,
-        and shared, unbatched, by every sequence of a ``vmap``.
+        The cache also holds the masked weights in the form the steps read them (the first
+        layer's columns against category 0 as contiguous rows, the output rows as differences
+        to category 0): computed once per sampling pass instead of once per step, and shared,
+        unbatched, by every sequence of a ``vmap``.
         """
         context = check_context(context, self.context_shape)
-        first = self.biases[0] + self._context_term(0, context)
-        shift = self._context_term(-1, context) if self.depth else jnp.zeros_like(first)
-        hidden = [jnp.zeros(self.width, first.dtype) for _ in range(self.depth)]
-        masked = [w * jnp.asarray(m, w.dtype) for w, m in zip(self.weights, self._masks())]
-        return {
-            "first": first,
-            "output_shift": jnp.broadcast_to(shift, self.biases[-1].shape),
-            "hidden": hidden,
-            "first_weights_t": masked[0].T,
-            "layer_weights": masked[1:],
-        }
+        masked = self._masked_weights()
+        base, delta = _against_category_zero(masked[0].T, self.num_categories)
+        first = base + self.biases[0] + self._context_term(0, context)
+        cache = {"first": first, "first_deltas": delta}
+        if self.depth:
+            output_weights, output_bias = self._output_layer(masked[-1], context)
+            hidden = [jnp.zeros(self.width, first.dtype) for _ in range(self.depth)]
+            cache.update(hidden=hidden, layer_weights=masked[1:-1], output_weights=output_weights,
+                         output_bias=output_bias)  # fmt: skip
+        return cache
 
     def decode_step(self, cache: dict, i: Int[Array, ""], token: Int[Array, ""]) -> tuple[Float[Array, " K"], dict]:
-        """Logits of position ``i`` given ``token = x[i-1]`` (ignored at ``i = 0``)."""
+        """Logits of position ``i`` given ``token = x[i-1]`` (ignored at ``i = 0``), relative to category 0."""
         i, token = check_decode_step(i, token)
         k = self.num_categories
-        column = jnp.maximum(i - 1, 0) * k + token
-        update = jnp.take(cache["first_weights_t"], column, axis=0)
-        first = cache["first"] + jnp.where(i > 0, update, 0)
+        column = jnp.maximum(i - 1, 0) * (k - 1) + jnp.maximum(token - 1, 0)
+        update = jnp.take(cache["first_deltas"], column, axis=0)
+        first = cache["first"] + jnp.where((i > 0) & (token > 0), update, 0)
         if self.depth == 0:
-            return jax.lax.dynamic_slice_in_dim(first, i * k, k), {**cache, "first": first}
+            logits = jax.lax.dynamic_slice_in_dim(first, i * k, k)
+            return logits - logits[0], {**cache, "first": first}
         units = self._units_of_degree(i)
         hidden = list(cache["hidden"])
         hidden[0] = hidden[0].at[units].set(self.activation(_rows(first, units)), mode="drop")
@@ -141,9 +154,10 @@ class MADE(eqx.Module):
             if self.residual:
                 out = out + _rows(hidden[layer - 1], units)
             hidden[layer] = hidden[layer].at[units].set(out, mode="drop")
-        rows = jax.lax.dynamic_slice_in_dim(cache["layer_weights"][-1], i * k, k)
-        bias = jax.lax.dynamic_slice_in_dim(self.biases[-1] + cache["output_shift"], i * k, k)
-        return rows @ hidden[-1] + bias, {**cache, "first": first, "hidden": hidden}
+        rows = jax.lax.dynamic_slice_in_dim(cache["output_weights"], i * (k - 1), k - 1)
+        bias = jax.lax.dynamic_slice_in_dim(cache["output_bias"], i * (k - 1), k - 1)
+        logits = jnp.concatenate([jnp.zeros(1, bias.dtype), rows @ hidden[-1] + bias])
+        return logits, {**cache, "first": first, "hidden": hidden}
 
     def _units_of_degree(self, i: Int[Array, ""]) -> Int[Array, " c"]:
         """Indices of the hidden units of degree ``i`` (``width`` marks an empty slot)."""
@@ -151,13 +165,21 @@ class MADE(eqx.Module):
         units = (i - 1) + period * jnp.arange(-(-self.width // period))
         return jnp.where((i >= 1) & (units < self.width), units, self.width)
 
-    def _hidden(self, first: Array) -> Array:
+    def _hidden(self, first: Array, masked: list[Array]) -> Array:
         h = self.activation(first)
-        masks = self._masks()
         for layer in range(1, self.depth):
-            out = self.activation((self.weights[layer] * masks[layer]) @ h + self.biases[layer])
+            out = self.activation(masked[layer] @ h + self.biases[layer])
             h = h + out if self.residual else out
         return h
+
+    def _output_layer(self, masked: Array, context: Array | None) -> tuple[Array, Array]:
+        """Output weights ``[N(K-1), width]`` and bias of the logit differences ``ℓ_k - ℓ_0``."""
+        shift = self.biases[-1] + self._context_term(-1, context)
+        k = self.num_categories
+        return _against_category_zero(masked, k)[1], _against_category_zero(shift, k)[1]
+
+    def _masked_weights(self) -> list[Array]:
+        return [w * jnp.asarray(m, w.dtype) for w, m in zip(self.weights, self._masks())]
 
     def _context_term(self, which: int, context: Array | None):
         if context is None:
@@ -179,3 +201,14 @@ class MADE(eqx.Module):
 
 def _rows(array: Array, indices: Int[Array, " c"]) -> Array:
     return jnp.take(array, indices, axis=0, mode="fill", fill_value=0)
+
+
+def _against_category_zero(rows: Float[Array, "NK ..."], k: int) -> tuple[Array, Float[Array, "NK-N ..."]]:
+    """Rows indexed by (position, category) as the sum of the category-0 rows and the ``N(K-1)`` differences to them."""
+    grouped = rows.reshape(-1, k, *rows.shape[1:])
+    return grouped[:, 0].sum(0), (grouped[:, 1:] - grouped[:, :1]).reshape(-1, *rows.shape[1:])
+
+
+def _with_zero_column(differences: Float[Array, " N(K-1)"], n: int) -> Float[Array, "N K"]:
+    rest = differences.reshape(n, -1)
+    return jnp.concatenate([jnp.zeros((n, 1), rest.dtype), rest], axis=1)
