@@ -22,14 +22,24 @@ betas) is days of CPU time: run it on a GPU. With few steps VAN's anneal factor
 Nets (``--nets``): ``meanfield`` (naive mean field), ``made`` (MADE depth 2, width 4N: the analogue
 of VAN's ``--net made --net_depth 3 --net_width 4``) and ``pixelcnn`` (VAN's default PixelCNN).
 
+``--eval-at 1000 5000`` evaluates each net at these steps of one run as well as at the end, and
+``--checkpoint DIR`` makes the run resumable: each (net, β) checkpoints every 50 steps to ``DIR``
+and keeps its evaluated rows in ``DIR/rows.jsonl``, so a killed run started again with the same
+command continues where it stopped and prints every row it had evaluated.
+
 Run:
     python examples/ising_van.py --quick                # < 1 min: L=4, 2 betas, mean field + MADE
     python examples/ising_van.py                        # L=8, 4 betas, mean field + MADE (minutes)
+    python examples/ising_van.py --nets pixelcnn --L 16 --betas 0.44 --steps 5000 --eval-at 1000 \
+        --batch-size 100 --lr 1e-3 --anneal none --eval-samples 4000 --checkpoint runs/pixelcnn16
+        # VAN's PixelCNN on 16×16 at β = 0.44, evaluated after 1000 and 5000 steps (hours on a CPU)
     python examples/ising_van.py --nets meanfield made pixelcnn --L 16 --steps 10000 --batch-size 1000 \
         --anneal 0.998 --betas 0.1 0.2 0.3 0.4 0.5 0.6 0.7 0.8 0.9 1.0   # VAN's Fig. 2(a) budget (GPU)
 """
 
 import argparse
+import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -69,48 +79,98 @@ def resolved_anneal(args) -> float | None:
 
 
 def run(args) -> list[dict]:
-    """Train and evaluate every (net, β); returns one row per pair."""
+    """Train and evaluate every (net, β) at each of ``eval_steps(args)``; returns one row per evaluation.
+
+    A run is trained in segments, one per evaluation step, each resuming the previous one's
+    checkpoint (in ``--checkpoint`` or a temporary directory); resumed runs are bit-identical to
+    uninterrupted ones, so the segments change nothing but where the run can be stopped.
+    """
     target = IsingSquare(args.L)
-    n = target.num_positions
     anneal = resolved_anneal(args)
     root = jax.random.key(args.seed)
+    stops = eval_steps(args)
+    saved = load_rows(args.checkpoint)
     rows = []
-    for i, name in enumerate(args.nets):
-        for j, beta in enumerate(args.betas):
-            init_key, fit_key, eval_key = jax.random.split(jax.random.fold_in(jax.random.fold_in(root, i), j), 3)
-            start = time.perf_counter()
-            net, _ = fit_free_energy(
-                make_net(name, args.L, init_key), target, beta,
-                optimizer=optax.adam(args.lr), num_steps=args.steps, batch_size=args.batch_size, key=fit_key,
-                anneal=anneal, symmetry="z2", clip_grad=1.0, log_every=min(args.steps, 50), progress=args.progress,
-            )
-            train_time = time.perf_counter() - start
-            est = free_energy(net, target, beta, eval_key, args.eval_samples, symmetry="z2").per_site(n)
-            exact = target.exact_free_energy(beta) / n
-            row = dict(
-                net=name, beta=beta, f_var=float(est.variational), f_var_err=float(est.variational_stderr),
-                f_is=float(est.importance), f_is_err=float(est.importance_stderr), ess=float(est.ess),
-                exact=exact, time=time.perf_counter() - start, train_time=train_time,
-            )
-            row["rel_var"] = (row["f_var"] - exact) / abs(exact)
-            row["rel_is"] = (row["f_is"] - exact) / abs(exact)
-            rows.append(row)
-            print_row(row, args.eval_samples)
+    with tempfile.TemporaryDirectory() as scratch:
+        directory = args.checkpoint or Path(scratch)
+        for i, name in enumerate(args.nets):
+            for j, beta in enumerate(args.betas):
+                init_key, fit_key, eval_key = jax.random.split(jax.random.fold_in(jax.random.fold_in(root, i), j), 3)
+                checkpoint = directory / f"{name}_L{args.L}_beta{beta:g}.ckpt"
+                done = {r["step"]: r for r in saved if (r["net"], r["beta"]) == (name, beta)}
+                start = time.perf_counter()
+                for step in stops:
+                    if step in done:
+                        row = done[step]
+                    else:
+                        net, history = fit_free_energy(
+                            make_net(name, args.L, init_key), target, beta,
+                            optimizer=optax.adam(args.lr), num_steps=step, batch_size=args.batch_size, key=fit_key,
+                            anneal=anneal, symmetry="z2", clip_grad=1.0, log_every=min(args.steps, 50),
+                            progress=args.progress, checkpoint=checkpoint,
+                        )
+                        if len(history["step"]) != step:
+                            raise SystemExit(f"{checkpoint} holds {len(history['step'])} steps, more than {step}; "
+                                             "use a fresh --checkpoint directory")
+                        row = evaluated_row(net, target, name, beta, step, jax.random.fold_in(eval_key, step), args,
+                                            start)  # fmt: skip
+                        save_row(args.checkpoint, row)
+                    rows.append(row)
+                    print_row(row)
     return rows
 
 
+def eval_steps(args) -> list[int]:
+    """The steps at which every net is evaluated: ``--eval-at`` and the last step, in order."""
+    extra = args.eval_at or []
+    if any(not 0 < s <= args.steps for s in extra):
+        raise SystemExit(f"--eval-at steps must lie in 1..{args.steps} (--steps), got {extra}")
+    return sorted(set(extra) | {args.steps})
+
+
+def evaluated_row(net, target, name: str, beta: float, step: int, key, args, start: float) -> dict:
+    """F_var, F_IS and ESS per site from ``--eval-samples`` fresh samples, against Kaufman's exact F."""
+    n = target.num_positions
+    train_time = time.perf_counter() - start
+    est = free_energy(net, target, beta, key, args.eval_samples, symmetry="z2").per_site(n)
+    exact = target.exact_free_energy(beta) / n
+    row = dict(
+        net=name, beta=beta, step=step, f_var=float(est.variational), f_var_err=float(est.variational_stderr),
+        f_is=float(est.importance), f_is_err=float(est.importance_stderr), ess=float(est.ess),
+        exact=exact, time=time.perf_counter() - start, train_time=train_time,
+    )
+    row["rel_var"] = (row["f_var"] - exact) / abs(exact)
+    row["rel_is"] = (row["f_is"] - exact) / abs(exact)
+    return row
+
+
+def load_rows(directory: Path | None) -> list[dict]:
+    """Rows evaluated by an earlier, interrupted run with the same ``--checkpoint``."""
+    path = None if directory is None else directory / "rows.jsonl"
+    if path is None or not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def save_row(directory: Path | None, row: dict) -> None:
+    if directory is not None:
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(directory / "rows.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
 HEADER = (f"{'net':<10}{'beta':>6}{'F_var/N':>12}{'± err':>9}{'F_IS/N':>12}{'± err':>9}{'ESS':>9}"
-          f"{'exact F/N':>12}{'rel F_var':>11}{'rel F_IS':>11}{'time':>8}")
+          f"{'exact F/N':>12}{'rel F_var':>11}{'rel F_IS':>11}{'time':>8}{'step':>7}")
 
 
-def print_row(r: dict, eval_samples: int) -> None:
+def print_row(r: dict) -> None:
     print(f"{r['net']:<10}{r['beta']:>6.3g}{r['f_var']:>12.6f}{r['f_var_err']:>9.1e}{r['f_is']:>12.6f}"
           f"{r['f_is_err']:>9.1e}{r['ess']:>9.0f}{r['exact']:>12.6f}{r['rel_var']:>11.2e}{r['rel_is']:>11.2e}"
-          f"{r['time']:>7.1f}s", flush=True)
+          f"{r['time']:>7.1f}s{r['step']:>7d}", flush=True)
 
 
 def plot(rows: list[dict], args, path: Path) -> None:
-    """Relative error of F_var (solid) and F_IS (dashed, |·|) vs β, one colour per net, log y."""
+    """Relative error of F_var (solid) and F_IS (dashed, |·|) vs β after the last step, one colour per net, log y."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -118,7 +178,7 @@ def plot(rows: list[dict], args, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4), layout="constrained")
     for c, name in enumerate(args.nets):
-        rs = [r for r in rows if r["net"] == name]
+        rs = [r for r in rows if r["net"] == name and r["step"] == args.steps]
         beta = np.array([r["beta"] for r in rs])
         rel = np.array([r["rel_var"] for r in rs])
         err = np.array([r["f_var_err"] / abs(r["exact"]) for r in rs])
@@ -156,6 +216,10 @@ def parse_args(argv=None):
     parser.add_argument("--anneal", default="auto", help="β-anneal factor a, 'auto' (see above) or 'none'")
     parser.add_argument("--nets", nargs="+", choices=NETS, default=["meanfield", "made"],
                         help="nets to compare (default meanfield made; pixelcnn is VAN's net, slow on CPU)")
+    parser.add_argument("--eval-at", type=int, nargs="+", metavar="STEP",
+                        help="also evaluate every net at these steps of its run (the last step always is)")
+    parser.add_argument("--checkpoint", type=Path, metavar="DIR",
+                        help="resumable run: checkpoints and evaluated rows go to DIR; run the same command to resume")
     parser.add_argument("--progress", action="store_true", help="show a progress bar while training")
     args = parser.parse_args(argv)
     if args.quick:

@@ -61,6 +61,32 @@ def test_ising_van_quick_beats_mean_field_and_bounds_exact_free_energy(tmp_path)
         assert float(rows[("made", beta)][2]) < float(rows[("meanfield", beta)][2])
 
 
+def test_ising_van_evaluates_at_chosen_steps_and_a_resumed_run_prints_the_uninterrupted_rows(tmp_path, capsys):
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        import ising_van
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    common = ["--L", "3", "--betas", "0.44", "--batch-size", "64", "--eval-samples", "512", "--nets", "made",
+              "--anneal", "none", "--lr", "1e-2", "--out", str(tmp_path)]
+
+    def rows(argv):
+        ising_van.main(common + argv)
+        return [r[:-2] + r[-1:] for r in table_rows(capsys.readouterr().out, "made")]  # all but the time column
+
+    uninterrupted = rows(["--steps", "40", "--eval-at", "20"])
+    assert [r[-1] for r in uninterrupted] == ["20", "40"]
+    truth = square_ising_free_energy_per_site(3, 0.44)
+    f_var = [float(r[2]) for r in uninterrupted]
+    assert truth < f_var[1] < f_var[0]  # a valid bound that tightens with training
+    checkpoint = ["--checkpoint", str(tmp_path / "run")]
+    assert rows(["--steps", "20"] + checkpoint) == uninterrupted[:1]  # the run stops at step 20 ...
+    assert rows(["--steps", "40", "--eval-at", "20"] + checkpoint) == uninterrupted  # ... and resumes to 40
+    assert len((tmp_path / "run" / "rows.jsonl").read_text().splitlines()) == 2
+    with pytest.raises(SystemExit, match="--eval-at"):
+        ising_van.main(common + ["--steps", "40", "--eval-at", "50"])
+
+
 def test_sk_van_quick_tracks_exact_free_energy_of_the_instance(tmp_path):
     stdout = run_example("sk_van.py", tmp_path)
     assert (tmp_path / "sk_van_N10.png").stat().st_size > 10_000
