@@ -22,8 +22,8 @@ Configurations:
 - ``made``: VAN's ``--net made --net_depth 3 --net_width 4`` on 16×16 has a masked input layer to
   4 channels × 256 sites, one masked 1024→1024 block and a masked output layer: two hidden layers of
   4·256 = 1024 units. The arjax analogue is ``MADE(num_positions=256, num_categories=2, depth=2,
-  width=1024)`` (one-hot inputs, so its first layer reads 512 inputs instead of 256, and GELU
-  instead of PReLU); batch 1000.
+  width=1024)`` (tokens enter as indicators against category 0 and the output is one logit
+  difference per site: 256 inputs and outputs, as in VAN; GELU instead of PReLU); batch 1000.
 
 ``--reference`` runs ``../shared/peers/van_bench.sh`` (the PyTorch VAN reference; it builds its own
 venv and takes 5–6 minutes; sections 1 and 3) and prints its seconds per step beside ours with the
@@ -199,14 +199,15 @@ def pixelcnn_useful_step_flops(net: PixelCNN) -> float:
 def made_useful_step_flops(net: MADE) -> float:
     """Analytic FLOPs of one VFE step per sample for a MADE, counting masked weights as dense.
 
-    A full pass is ``2·(NK·w + (depth-1)·w² + w·NK)``. Cached sampling computes each hidden
-    unit once (the units of degree i at site i: ``2·(depth-1)·w²`` over all sites), plus one
-    first-layer column and K output rows per site (``2·N·(w + K·w)``). A step adds two full
-    passes for ``ln q_z2`` and their backward (2× each).
+    The first and output layers multiply ``N(K-1)`` rows (tokens and logits against category 0),
+    so a full pass is ``2·(2·N(K-1)·w + (depth-1)·w²)``. Cached sampling computes each hidden unit
+    once (the units of degree i at site i: ``2·(depth-1)·w²`` over all sites), plus one
+    first-layer column added and ``K-1`` output rows per site (``N·(w + 2(K-1)·w)``). A step adds
+    two full passes for ``ln q_z2`` and their backward (2× each).
     """
     n, k, w, d = net.num_positions, net.num_categories, net.width, net.depth
-    full = 2 * (2 * n * k * w + (d - 1) * w * w)
-    sampling = 2 * (d - 1) * w * w + n * 2 * (w + k * w)
+    full = 2 * (2 * n * (k - 1) * w + (d - 1) * w * w)
+    sampling = 2 * (d - 1) * w * w + n * (w + 2 * (k - 1) * w)
     return sampling + 3 * 2 * full
 
 

@@ -12,7 +12,7 @@ finite torus from Kaufman's formula (``IsingSquare.exact_free_energy``).
 
 The default budget is for a 2-core CPU: L = 8, 500 steps × batch 500 at lr 1e-2 (VAN: 1e-3, which
 is too slow for 500 steps), mean field and MADE (a few minutes). On this CPU one training step at
-L = 16 costs about 0.45 s for MADE at batch 1000 and 2.2 s for the PixelCNN at batch 100 (see
+L = 16 costs about 0.3 s for MADE at batch 1000 and 1.5 s for the PixelCNN at batch 100 (see
 benchmarks/vfe.py), so
 VAN's full budget (``--L 16 --nets pixelcnn --steps 10000 --batch-size 1000 --anneal 0.998``, 10
 betas) is days of CPU time: run it on a GPU. With few steps VAN's anneal factor
