@@ -97,7 +97,7 @@ def run(args) -> list[dict]:
             for j, beta in enumerate(args.betas):
                 init_key, fit_key, eval_key = jax.random.split(jax.random.fold_in(jax.random.fold_in(root, i), j), 3)
                 checkpoint = directory / f"{name}_L{args.L}_beta{beta:g}.ckpt"
-                done = {r["step"]: r for r in saved if (r["net"], r["beta"]) == (name, beta)}
+                done = {r["step"]: r for r in saved if (r["net"], r["L"], r["beta"]) == (name, args.L, beta)}
                 start = time.perf_counter()
                 for step in stops:
                     if step in done:
@@ -135,7 +135,7 @@ def evaluated_row(net, target, name: str, beta: float, step: int, key, args, sta
     est = free_energy(net, target, beta, key, args.eval_samples, symmetry="z2").per_site(n)
     exact = target.exact_free_energy(beta) / n
     row = dict(
-        net=name, beta=beta, step=step, f_var=float(est.variational), f_var_err=float(est.variational_stderr),
+        net=name, L=args.L, beta=beta, step=step, f_var=float(est.variational), f_var_err=float(est.variational_stderr),
         f_is=float(est.importance), f_is_err=float(est.importance_stderr), ess=float(est.ess),
         exact=exact, time=time.perf_counter() - start, train_time=train_time,
     )
