@@ -32,7 +32,8 @@ Run:
     python examples/ising_van.py                        # L=8, 4 betas, mean field + MADE (minutes)
     python examples/ising_van.py --nets pixelcnn --L 16 --betas 0.44 --steps 5000 --eval-at 1000 \
         --batch-size 100 --lr 1e-3 --anneal none --eval-samples 4000 --checkpoint runs/pixelcnn16
-        # VAN's PixelCNN on 16×16 at β = 0.44, evaluated after 1000 and 5000 steps (hours on a CPU)
+        # VAN's PixelCNN on 16×16 at β = 0.44, evaluated after 1000 and 5000 steps (2 h on a 2-core
+        # CPU; the measured rows are in docs/learn-from-energy.md, "VAN's 16×16 setting")
     python examples/ising_van.py --nets meanfield made pixelcnn --L 16 --steps 10000 --batch-size 1000 \
         --anneal 0.998 --betas 0.1 0.2 0.3 0.4 0.5 0.6 0.7 0.8 0.9 1.0   # VAN's Fig. 2(a) budget (GPU)
 """
