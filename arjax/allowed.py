@@ -24,10 +24,11 @@ class AllowedTable(eqx.Module):
         return self.table[i]
 
 
-def check_allowed(allowed, num_positions: int, num_categories: int) -> AllowedFn | None:
+def check_allowed(allowed, num_positions: int, num_categories: int | None) -> AllowedFn | None:
     """Validate ``allowed`` and return it as a rule ``allowed(x, i) -> Bool[K]`` (or ``None``).
 
-    A table must be boolean with shape ``(N, K)`` and, when its values are known (not traced),
+    ``K`` is the largest vocabulary of the net's token positions (rows of other positions are
+    ignored). A table must be boolean with shape ``(N, K)`` and, when its values are known (not traced),
     allow at least one token in every row. A callable is returned unchanged; its rows are checked
     when it is evaluated (``masked_log_softmax`` raises inside ``jit`` on an empty row).
 
@@ -35,7 +36,11 @@ def check_allowed(allowed, num_positions: int, num_categories: int) -> AllowedFn
     >>> rule(jnp.array([0, 0]), 1).tolist()
     [True, True]
     """
-    if allowed is None or isinstance(allowed, AllowedTable):
+    if allowed is None:
+        return None
+    if num_categories is None:
+        raise ValueError("allowed restricts tokens, but this net has no token (Categorical) positions")
+    if isinstance(allowed, AllowedTable):
         return allowed
     if callable(allowed):
         return allowed

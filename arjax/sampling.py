@@ -3,9 +3,11 @@
 Two paths give the same samples for the same key. The generic path reruns ``net(x)`` at every
 position (N network passes per sequence). The cached path uses a net's ``init_cache`` /
 ``decode_step`` pair and costs one incremental step per position; it is chosen automatically when
-the net provides it. A sequence's key gives one uniform number ``u_i`` per position, drawn up
-front, and position ``i`` takes the token where ``u_i`` falls in the cumulative distribution of its
-conditional (inverse-CDF sampling), so the choice of path never changes the random numbers.
+the net provides it. A sequence's key gives its uniform numbers up front: ``u_i`` per position
+(``U`` of them when a family needs more, e.g. a mixture's component and quantile), and position
+``i`` takes the value that its family's ``sample(θ_i, u_i)`` maps them to (inverse-CDF sampling:
+a token where ``u_i`` falls in the cumulative distribution of its conditional), so the choice of
+path never changes the random numbers.
 """
 
 import math
@@ -18,7 +20,8 @@ from jax import lax
 from jax.sharding import NamedSharding
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from arjax.allowed import Allowed, AllowedFn, check_allowed, masked_log_softmax
+from arjax.allowed import Allowed, AllowedFn, check_allowed
+from arjax.families.layout import net_layout
 from arjax.parallel import check_batch_divisible, constrain_batch
 
 __all__ = ["sample", "sample_and_log_prob", "has_fast_path", "check_sample_shape", "split_context"]
@@ -50,7 +53,8 @@ def sample_and_log_prob(
             the samples are the same as without it.
 
     Returns:
-        ``(x, log_prob)``: int32 tokens and their exact log-probabilities.
+        ``(x, log_prob)``: int32 tokens (float values for nets with real, circular or positive
+        positions) and their exact log-probabilities.
 
     Example:
         >>> import jax
@@ -61,7 +65,7 @@ def sample_and_log_prob(
         ((3, 5), (3,))
     """
     sample_shape = check_sample_shape(sample_shape)
-    rule = check_allowed(allowed, net.num_positions, net.num_categories)
+    rule = check_allowed(allowed, net.num_positions, net_layout(net).categorical_size)
     context, batch_shape = split_context(net, context)
     use_cache = _choose_path(net, cached)
     shape = sample_shape + batch_shape
@@ -81,7 +85,7 @@ def sample(
 ) -> Int[Array, "*S N"]:
     """Exact samples only; see ``sample_and_log_prob``.
 
-    Integer samples carry no gradient, so the net and context are read through
+    Samples carry no gradient (``sample`` is not a reparameterised draw), so the net and context are read through
     ``stop_gradient``: under ``jax.grad`` the sampling pass is then not linearised (which would
     keep its per-step activations and cost several times the pass itself).
 
@@ -145,52 +149,46 @@ def _sample_and_log_prob(net, key, shape, context, rule, use_cache, sharding):
 
 
 def _sample_one_generic(net, key, context, rule: AllowedFn | None):
+    layout = net_layout(net)
+
     def step(carry, inputs):
         x, log_prob = carry
         i, uniform = inputs
-        logits = net(x, context)[i]
-        token, log_p = _draw(uniform, i, logits, x, rule)
-        return (x.at[i].set(token), log_prob + log_p), None
+        value, log_p = layout.sample_at(i, net(x, context)[i], uniform, None if rule is None else rule(x, i))
+        return (x.at[i].set(value), log_prob + log_p), None
 
-    init = (jnp.zeros(net.num_positions, jnp.int32), jnp.zeros((), _logit_dtype(net, context)))
+    init = (jnp.zeros(net.num_positions, layout.value_dtype), jnp.zeros((), _logit_dtype(net, context)))
     (x, log_prob), _ = lax.scan(step, init, _positions_and_uniforms(net, key))
     return x, log_prob
 
 
 def _sample_one_cached(net, key, context, rule: AllowedFn | None):
+    layout = net_layout(net)
+
     def step(carry, inputs):
         cache, previous, x, log_prob = carry
         i, uniform = inputs
-        logits, cache = net.decode_step(cache, i, previous)
-        token, log_p = _draw(uniform, i, logits, x, rule)
-        return (cache, token, x.at[i].set(token), log_prob + log_p), None
+        params, cache = net.decode_step(cache, i, previous)
+        value, log_p = layout.sample_at(i, params, uniform, None if rule is None else rule(x, i))
+        return (cache, value, x.at[i].set(value), log_prob + log_p), None
 
     cache = net.init_cache(context)
-    x0 = jnp.zeros(net.num_positions, jnp.int32)
-    init = (cache, jnp.zeros((), jnp.int32), x0, jnp.zeros((), _logit_dtype(net, context)))
+    x0 = jnp.zeros(net.num_positions, layout.value_dtype)
+    init = (cache, jnp.zeros((), layout.value_dtype), x0, jnp.zeros((), _logit_dtype(net, context)))
     (_, _, x, log_prob), _ = lax.scan(step, init, _positions_and_uniforms(net, key))
     return x, log_prob
 
 
-def _positions_and_uniforms(net, key) -> tuple[Int[Array, " N"], Float[Array, " N"]]:
-    return jnp.arange(net.num_positions), jax.random.uniform(key, (net.num_positions,))
-
-
-def _draw(uniform, i, logits, x, rule):
-    """Inverse-CDF draw: the token whose cumulative-probability interval holds ``uniform`` ∈ [0, 1).
-
-    A token of probability 0 has an empty interval and is never drawn.
-    """
-    log_p = masked_log_softmax(logits, None if rule is None else rule(x, i))
-    cumulative = jnp.cumsum(jnp.exp(log_p))
-    token = jnp.sum(cumulative <= uniform * cumulative[-1]).astype(jnp.int32)
-    token = jnp.minimum(token, jnp.argmax(cumulative))  # rounding of uniform * total up to total
-    return token, log_p[token]
+def _positions_and_uniforms(net, key) -> tuple[Int[Array, " N"], Float[Array, "N ..."]]:
+    """Position indices and each position's uniforms: ``[N]`` when every family needs one, else ``[N, U]``."""
+    count = net_layout(net).num_uniforms
+    shape = (net.num_positions,) if count == 1 else (net.num_positions, count)
+    return jnp.arange(net.num_positions), jax.random.uniform(key, shape)
 
 
 def _logit_dtype(net, context):
-    shape = jax.eval_shape(lambda n, x, c: n(x, c), net, jnp.zeros(net.num_positions, jnp.int32), context)
-    return shape.dtype
+    x = jnp.zeros(net.num_positions, net_layout(net).value_dtype)
+    return jax.eval_shape(lambda n, x, c: n(x, c), net, x, context).dtype
 
 
 def _choose_path(net, cached: bool | None) -> bool:

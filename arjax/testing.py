@@ -8,6 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
+from arjax.families.layout import net_layout
+
 __all__ = ["all_sequences", "check_autoregressive", "check_normalized"]
 
 _MAX_ENUMERATION = 2**16
@@ -42,6 +44,10 @@ def check_autoregressive(
     one-hot input rows (needs a net that accepts ``Float[N, K]`` rows, as arjax nets do; pass
     ``jacobian=False`` otherwise). A change larger than ``atol · (1 + max|logits|)`` counts.
 
+    A net with real, circular or positive positions (``families``) is probed at random valid
+    values: (1) each ``x_j`` redrawn from its family, (2) the Jacobian of the parameter rows with
+    respect to the values ``x`` themselves.
+
     Returns:
         ``D[i, j]``: whether row ``i`` was seen to depend on ``x_j`` (only ``j < i`` may be true).
 
@@ -55,6 +61,8 @@ def check_autoregressive(
         >>> bool(check_autoregressive(net, jax.random.key(1))[4, 0])
         True
     """
+    if net_layout(net).num_categories is None:
+        return _check_autoregressive_values(net, key, context, num_inputs, jacobian, atol)
     n, k = net.num_positions, net.num_categories
     seen = np.zeros((n, n), bool)
     for input_key in jax.random.split(key, num_inputs):
@@ -62,11 +70,49 @@ def check_autoregressive(
         seen |= _perturbation_dependence(net, x, context, atol)
         if jacobian:
             seen |= _jacobian_dependence(net, x, context, atol)
+    return _report_leaks(net, seen)
+
+
+def _report_leaks(net, seen: np.ndarray) -> Bool[Array, "N N"]:
     leaks = np.argwhere(np.triu(seen))
     if leaks.size:
         pairs = ", ".join(f"row {i} <- x_{j}" for i, j in leaks[:20])
         raise AssertionError(f"{type(net).__name__} is not autoregressive: {pairs}")
     return jnp.asarray(seen)
+
+
+def _check_autoregressive_values(net, key, context, num_inputs, jacobian, atol) -> Bool[Array, "N N"]:
+    layout = net_layout(net)
+    n = net.num_positions
+    seen = np.zeros((n, n), bool)
+    for input_key in jax.random.split(key, num_inputs):
+        base_key, other_key = jax.random.split(input_key)
+        x, other = _random_values(layout, base_key), _random_values(layout, other_key)
+        perturbed = jnp.where(jnp.eye(n, dtype=bool), other[None, :], x[None, :])
+        base, changed = _perturbed_logits(net, x, perturbed, context)
+        tol = atol * (1 + float(jnp.max(jnp.abs(base))))
+        seen |= np.asarray(jnp.max(jnp.abs(changed - base), axis=-1) > tol).T
+        if jacobian:
+            base, jac = _values_jacobian(net, x, context)
+            seen |= np.asarray(jnp.max(jnp.abs(jac), axis=1) > atol * (1 + float(jnp.max(jnp.abs(base)))))
+    return _report_leaks(net, seen)
+
+
+def _random_values(layout, key) -> Float[Array, " N"]:
+    """One valid value per position, drawn from each family at its initial parameters."""
+
+    @jax.jit
+    def draw(key):
+        u = jax.random.uniform(key, (layout.num_positions, layout.num_uniforms))
+        params = jnp.take(jnp.asarray(layout.ragged_init_bias, u.dtype), layout.param_rows, mode="fill", fill_value=0)
+        return jax.vmap(lambda i, p, v: layout.sample_at(i, p, v, None)[0])(jnp.arange(layout.num_positions), params, u)
+
+    return draw(key)
+
+
+@eqx.filter_jit
+def _values_jacobian(net, x, context):
+    return net(x, context), jax.jacfwd(lambda v: net(v, context))(x)
 
 
 def check_normalized(dist, *, atol: float = 1e-5) -> Float[Array, "..."]:

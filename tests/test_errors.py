@@ -21,9 +21,9 @@ def test_value_of_wrong_length(net):
         Autoregressive(net).log_prob(jnp.zeros((2, 5), jnp.int32))
 
 
-def test_float_value(net):
-    with pytest.raises(TypeError, match="value must hold integer tokens"):
-        Autoregressive(net).log_prob(jnp.zeros((2, 4)))
+def test_non_numeric_value(net):
+    with pytest.raises(TypeError, match="value must hold real numbers or integer tokens"):
+        Autoregressive(net).log_prob(jnp.zeros((2, 4), jnp.complex64))
 
 
 def test_value_batch_that_does_not_broadcast():
@@ -37,17 +37,6 @@ def test_out_of_range_tokens_give_minus_infinity_without_validation(net):
     x = jnp.array([[0, 1, 2, 0], [0, 3, 1, 1], [-1, 0, 0, 0]])
     log_p = Autoregressive(net, validate_args=False).log_prob(x)
     assert np.isfinite(log_p[0]) and np.isneginf(log_p[1]) and np.isneginf(log_p[2])
-
-
-def test_out_of_range_tokens_raise_with_validation(net):
-    x = jnp.array([[0, 1, 2, 0], [0, 3, 1, 1]])
-    with pytest.raises(ValueError, match=r"tokens outside 0\.\.2.*\[3\]"):
-        Autoregressive(net, validate_args=True).log_prob(x)
-    with numpyro.validation_enabled():
-        with pytest.raises(ValueError, match="outside"):
-            Autoregressive(net).log_prob(x)
-    with pytest.raises((eqx.EquinoxRuntimeError, jax.errors.JaxRuntimeError), match="outside"):
-        jax.jit(lambda v: Autoregressive(net, validate_args=True).log_prob(v))(x)
 
 
 def test_allowed_of_wrong_shape(net):

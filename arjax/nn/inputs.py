@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
-__all__ = ["as_one_hot", "check_context", "check_int", "check_decode_step", "scaled_normal"]
+__all__ = ["as_one_hot", "as_values", "check_context", "check_int", "check_decode_step", "scaled_normal"]
 
 
 def as_one_hot(
@@ -37,6 +37,20 @@ def as_one_hot(
     raise TypeError(f"x must hold integer tokens, got dtype {x.dtype}")
 
 
+def as_values(x, num_positions: int, dtype) -> Float[Array, " N"]:
+    """One sequence of values ``[N]`` (reals, or tokens stored as whole numbers) as ``dtype``.
+
+    >>> as_values(jnp.array([1, 0]), 2, jnp.float32).tolist()
+    [1.0, 0.0]
+    """
+    x = jnp.asarray(x)
+    if not (jnp.issubdtype(x.dtype, jnp.integer) or jnp.issubdtype(x.dtype, jnp.floating)):
+        raise TypeError(f"x must hold real values (tokens as whole numbers), got dtype {x.dtype}")
+    if x.shape != (num_positions,):
+        raise ValueError(f"x must have shape ({num_positions},) (one sequence; batch with jax.vmap), got shape {x.shape}")
+    return x.astype(dtype)
+
+
 def check_context(context, context_shape: tuple[int, ...] | None):
     """Check one context against the shape a net was built for; returns it as an array or None."""
     if context_shape is None:
@@ -57,11 +71,19 @@ def check_int(name: str, value, *, minimum: int = 1) -> None:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
-def check_decode_step(i, token) -> tuple[Int[Array, ""], Int[Array, ""]]:
-    """Check the ``(i, token)`` of a ``decode_step`` call: integer scalars, returned as int32."""
+def check_decode_step(i, token, value_dtype=None) -> tuple[Int[Array, ""], Array]:
+    """Check the ``(i, token)`` of a ``decode_step`` call: integer scalars, returned as int32.
+
+    With a ``value_dtype`` (nets with real-valued positions) ``token`` is the previous value, any
+    real scalar, returned as ``value_dtype``.
+    """
     i, token = jnp.asarray(i), jnp.asarray(token)
     if i.shape != () or not jnp.issubdtype(i.dtype, jnp.integer):
         raise TypeError(f"i must be an integer scalar position, got shape {i.shape}, dtype {i.dtype}")
+    if value_dtype is not None:
+        if token.shape != () or not (jnp.issubdtype(token.dtype, jnp.number)):
+            raise TypeError(f"token must be a real scalar (the value x[i-1]), got shape {token.shape}, dtype {token.dtype}")
+        return i.astype(jnp.int32), token.astype(value_dtype)
     if token.shape != () or not jnp.issubdtype(token.dtype, jnp.integer):
         raise TypeError(f"token must be an integer scalar (x[i-1]), got shape {token.shape}, dtype {token.dtype}")
     return i.astype(jnp.int32), token.astype(jnp.int32)

@@ -1,5 +1,6 @@
 """MADE: masked autoencoder for distribution estimation (Germain et al. 2015) over categories."""
 
+import functools
 from collections.abc import Callable
 
 import equinox as eqx
@@ -9,35 +10,49 @@ import numpy as np
 from jax.typing import DTypeLike
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from arjax.nn.inputs import as_one_hot, check_context, check_decode_step, check_int, scaled_normal
+from arjax.families.base import Family
+from arjax.families.layout import FamilyLayout, layout_of, resolve_families
+from arjax.nn.inputs import as_one_hot, as_values, check_context, check_decode_step, check_int, scaled_normal
 from arjax.nn.masks import hidden_degrees, input_degrees, made_mask
 
 __all__ = ["MADE"]
 
 
 class MADE(eqx.Module):
-    r"""Masked dense network: logits of position ``i`` depend only on ``x[:i]``.
+    r"""Masked dense network: the conditional of position ``i`` depends only on ``x[:i]``.
 
-    The input is the one-hot sequence ``[N * K]``; ``depth`` masked hidden layers of ``width``
-    units follow (``depth=0`` is a single masked linear map, i.e. autoregressive logistic
-    regression); the masked output layer gives ``[N, K]`` logits, relative to category 0. With
-    ``residual=True`` hidden layers after the first add their input back (``h + act(W h)``),
-    which keeps the masks valid because all hidden layers share the same degrees. An optional
-    context vector (``context_size``) feeds the first hidden layer and the output layer unmasked,
-    giving ``p(x | context)`` with every position, the first included, conditioned on it.
+    Tokens (``num_categories=K``): the input is the one-hot sequence ``[N * K]``; ``depth`` masked
+    hidden layers of ``width`` units follow (``depth=0`` is a single masked linear map, i.e.
+    autoregressive logistic regression); the masked output layer gives ``[N, K]`` logits,
+    relative to category 0. With ``residual=True`` hidden layers after the first add their input
+    back (``h + act(W h)``), which keeps the masks valid because all hidden layers share the same
+    degrees. An optional context vector (``context_size``) feeds the first hidden layer and the
+    output layer unmasked, giving ``p(x | context)`` with every position, the first included,
+    conditioned on it.
+
+    Families (``families=`` one ``arjax.families.Family`` or one per position): the input is the
+    concatenation of every position's features (one-hot tokens, real values, Fourier features of
+    circular values) and the output every position's ``P_i`` raw parameters, returned as rows
+    ``[N, P]`` padded with zeros to ``P = max_i P_i``. A depth-0 MADE with ``GaussianMixture(1)``
+    is exactly a Gaussian autoregressive model (any multivariate normal, by its Cholesky factor).
 
     Example:
         >>> import jax, jax.numpy as jnp
         >>> net = MADE(num_positions=4, num_categories=3, width=16, depth=2, key=jax.random.key(0))
         >>> net(jnp.array([0, 2, 1, 1])).shape
         (4, 3)
+        >>> from arjax.families import GaussianMixture
+        >>> real = MADE(num_positions=4, families=GaussianMixture(2), key=jax.random.key(0))
+        >>> real(jnp.array([0.1, -2.0, 0.3, 1.5])).shape   # 3 parameters per component
+        (4, 6)
     """
 
     weights: list[Array]
     biases: list[Array]
     context_weights: list[Array] | None
     num_positions: int = eqx.field(static=True)
-    num_categories: int = eqx.field(static=True)
+    num_categories: int | None = eqx.field(static=True)
+    families: tuple[Family, ...] = eqx.field(static=True)
     width: int = eqx.field(static=True)
     depth: int = eqx.field(static=True)
     residual: bool = eqx.field(static=True)
@@ -47,8 +62,9 @@ class MADE(eqx.Module):
     def __init__(
         self,
         num_positions: int,
-        num_categories: int,
+        num_categories: int | None = None,
         *,
+        families: Family | tuple[Family, ...] | None = None,
         width: int = 64,
         depth: int = 2,
         residual: bool = False,
@@ -58,14 +74,16 @@ class MADE(eqx.Module):
         key: PRNGKeyArray,
     ):
         check_int("num_positions", num_positions)
-        check_int("num_categories", num_categories)
+        if num_categories is not None:
+            check_int("num_categories", num_categories)
         check_int("width", width)
         if not isinstance(depth, int) or depth < 0:
             raise ValueError(f"depth must be an integer >= 0, got {depth!r}")
         if context_size is not None:
             check_int("context_size", context_size)
         self.num_positions = num_positions
-        self.num_categories = num_categories
+        self.families = resolve_families(num_positions, num_categories, families)
+        self.num_categories = layout_of(self.families).num_categories
         self.width = width
         self.depth = depth
         self.residual = residual
@@ -81,19 +99,24 @@ class MADE(eqx.Module):
         arrays = scaled_normal(key, scales, dtype)
         self.weights = arrays[: len(masks)]
         self.biases = [jnp.asarray(np.zeros(m.shape[0]), dtype) for m in masks]
+        if self.num_categories is None:
+            self.biases[-1] = jnp.asarray(self._layout.ragged_init_bias, dtype)
         self.context_weights = arrays[len(masks) :] if context_size is not None else None
 
     def __call__(
-        self, x: Int[Array, " N"] | Float[Array, "N K"], context: Float[Array, " C"] | None = None
-    ) -> Float[Array, "N K"]:
-        """Logits ``[N, K]`` of one sequence; row ``i`` reads only ``x[:i]`` and ``context``.
+        self, x: Int[Array, " N"] | Float[Array, "N K"] | Float[Array, " N"], context: Float[Array, " C"] | None = None
+    ) -> Float[Array, "N P"]:
+        """Logits ``[N, K]`` (or family parameters ``[N, P]``) of one sequence; row ``i`` reads only ``x[:i]``.
 
         The logits are relative to category 0 (``logits[:, 0] == 0``): the output layer computes
         only the ``K - 1`` differences ``ℓ_k - ℓ_0``, which fix the softmax. Integer tokens enter
         the first layer the same way, as the indicators of categories ``1 … K-1`` against a base
         of category 0, so both layers multiply ``N(K-1)`` rows instead of ``NK`` (half for spins).
+        A net with other families takes the values ``Float[N]``.
         """
         context = check_context(context, self.context_shape)
+        if self.num_categories is None:
+            return self._family_params(x, context)
         rows = as_one_hot(x, self.num_positions, self.num_categories, self.weights[0].dtype)
         masked = self._masked_weights()
         if jnp.issubdtype(jnp.asarray(x).dtype, jnp.integer):
@@ -125,9 +148,12 @@ class MADE(eqx.Module):
         """
         context = check_context(context, self.context_shape)
         masked = self._masked_weights()
-        base, delta = _against_category_zero(masked[0].T, self.num_categories)
-        first = base + self.biases[0] + self._context_term(0, context)
-        cache = {"first": first, "first_deltas": delta}
+        if self.num_categories is None:
+            first, columns = self.biases[0] + self._context_term(0, context), masked[0].T
+        else:
+            base, columns = _against_category_zero(masked[0].T, self.num_categories)
+            first = base + self.biases[0] + self._context_term(0, context)
+        cache = {"first": first, "first_deltas": columns}
         if self.depth:
             output_weights, output_bias = self._output_layer(masked[-1], context)
             hidden = [jnp.zeros(self.width, first.dtype) for _ in range(self.depth)]
@@ -136,7 +162,12 @@ class MADE(eqx.Module):
         return cache
 
     def decode_step(self, cache: dict, i: Int[Array, ""], token: Int[Array, ""]) -> tuple[Float[Array, " K"], dict]:
-        """Logits of position ``i`` given ``token = x[i-1]`` (ignored at ``i = 0``), relative to category 0."""
+        """Logits of position ``i`` given ``token = x[i-1]`` (ignored at ``i = 0``), relative to category 0.
+
+        A net with other families takes the previous value and returns position ``i``'s padded parameters.
+        """
+        if self.num_categories is None:
+            return self._decode_family_params(cache, i, token)
         i, token = check_decode_step(i, token)
         k = self.num_categories
         column = jnp.maximum(i - 1, 0) * (k - 1) + jnp.maximum(token - 1, 0)
@@ -145,6 +176,41 @@ class MADE(eqx.Module):
         if self.depth == 0:
             logits = jax.lax.dynamic_slice_in_dim(first, i * k, k)
             return logits - logits[0], {**cache, "first": first}
+        hidden = self._decode_hidden(cache, i, first)
+        rows = jax.lax.dynamic_slice_in_dim(cache["output_weights"], i * (k - 1), k - 1)
+        bias = jax.lax.dynamic_slice_in_dim(cache["output_bias"], i * (k - 1), k - 1)
+        logits = jnp.concatenate([jnp.zeros(1, bias.dtype), rows @ hidden[-1] + bias])
+        return logits, {**cache, "first": first, "hidden": hidden}
+
+    @property
+    def _layout(self) -> FamilyLayout:
+        return layout_of(self.families)
+
+    def _family_params(self, x, context) -> Float[Array, "N P"]:
+        layout, dtype = self._layout, self.weights[0].dtype
+        features = layout.features(as_values(x, self.num_positions, dtype), dtype).reshape(-1)[layout.ragged_features]
+        masked = self._masked_weights()
+        out = masked[0] @ features + self.biases[0] + self._context_term(0, context)
+        if self.depth:
+            out = masked[-1] @ self._hidden(out, masked) + self.biases[-1] + self._context_term(-1, context)
+        return jnp.take(out, layout.param_rows, mode="fill", fill_value=0)
+
+    def _decode_family_params(self, cache: dict, i, value) -> tuple[Float[Array, " P"], dict]:
+        layout = self._layout
+        i, value = check_decode_step(i, value, self.weights[0].dtype)
+        previous = jnp.maximum(i - 1, 0)
+        features = layout.feature_at(previous, value, value.dtype)
+        columns = _rows(cache["first_deltas"], jnp.asarray(layout.feature_columns)[previous])
+        first = cache["first"] + jnp.where(i > 0, features @ columns, 0)
+        param_rows = jnp.asarray(layout.param_rows)[i]
+        if self.depth == 0:
+            return jnp.take(first, param_rows, mode="fill", fill_value=0), {**cache, "first": first}
+        hidden = self._decode_hidden(cache, i, first)
+        params = _rows(cache["output_weights"], param_rows) @ hidden[-1] + _rows(cache["output_bias"], param_rows)
+        return params, {**cache, "first": first, "hidden": hidden}
+
+    def _decode_hidden(self, cache: dict, i, first) -> list[Array]:
+        """The hidden layers with the units of degree ``i`` (final once ``x[i-1]`` is known) filled in."""
         units = self._units_of_degree(i)
         hidden = list(cache["hidden"])
         hidden[0] = hidden[0].at[units].set(self.activation(_rows(first, units)), mode="drop")
@@ -154,10 +220,7 @@ class MADE(eqx.Module):
             if self.residual:
                 out = out + _rows(hidden[layer - 1], units)
             hidden[layer] = hidden[layer].at[units].set(out, mode="drop")
-        rows = jax.lax.dynamic_slice_in_dim(cache["output_weights"], i * (k - 1), k - 1)
-        bias = jax.lax.dynamic_slice_in_dim(cache["output_bias"], i * (k - 1), k - 1)
-        logits = jnp.concatenate([jnp.zeros(1, bias.dtype), rows @ hidden[-1] + bias])
-        return logits, {**cache, "first": first, "hidden": hidden}
+        return hidden
 
     def _units_of_degree(self, i: Int[Array, ""]) -> Int[Array, " c"]:
         """Indices of the hidden units of degree ``i`` (``width`` marks an empty slot)."""
@@ -173,8 +236,11 @@ class MADE(eqx.Module):
         return h
 
     def _output_layer(self, masked: Array, context: Array | None) -> tuple[Array, Array]:
-        """Output weights ``[N(K-1), width]`` and bias of the logit differences ``ℓ_k - ℓ_0``."""
+        """Output weights ``[N(K-1), width]`` and bias of the logit differences ``ℓ_k - ℓ_0`` (tokens),
+        or ``[Σ P_i, width]`` and bias of the family parameters."""
         shift = self.biases[-1] + self._context_term(-1, context)
+        if self.num_categories is None:
+            return masked, shift
         k = self.num_categories
         return _against_category_zero(masked, k)[1], _against_category_zero(shift, k)[1]
 
@@ -187,9 +253,14 @@ class MADE(eqx.Module):
         return self.context_weights[which] @ context
 
     def _masks(self) -> list[np.ndarray]:
-        d_in = tuple(input_degrees(self.num_positions, self.num_categories).tolist())
+        if self.num_categories is None:
+            layout = self._layout
+            d_in = _degrees(layout.feature_counts)
+            d_out = _degrees(layout.param_counts)
+        else:
+            d_in = tuple(input_degrees(self.num_positions, self.num_categories).tolist())
+            d_out = d_in
         d_hidden = tuple(hidden_degrees(self.num_positions, self.width).tolist())
-        d_out = d_in
         masks = []
         previous = d_in
         for _ in range(self.depth):
@@ -197,6 +268,16 @@ class MADE(eqx.Module):
             previous = d_hidden
         masks.append(made_mask(previous, d_out, strict=True))
         return masks
+
+
+@functools.lru_cache(maxsize=64)
+def _degrees_of(counts: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(np.repeat(np.arange(1, len(counts) + 1), counts).tolist())
+
+
+def _degrees(counts: np.ndarray) -> tuple[int, ...]:
+    """Degrees of ragged per-position units: ``counts[j]`` units of degree ``j + 1``."""
+    return _degrees_of(tuple(int(c) for c in counts))
 
 
 def _rows(array: Array, indices: Int[Array, " c"]) -> Array:

@@ -11,7 +11,9 @@ from jax import lax
 from jax.typing import DTypeLike
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from arjax.nn.inputs import as_one_hot, check_context, check_decode_step, check_int
+from arjax.families.base import Family
+from arjax.families.layout import FamilyLayout, layout_of, resolve_families
+from arjax.nn.inputs import as_one_hot, as_values, check_context, check_decode_step, check_int
 
 __all__ = ["KVCache", "Transformer"]
 
@@ -57,6 +59,13 @@ class Transformer(eqx.Module):
     from the previous token with one query against cached keys/values, so sampling ``N``
     positions costs ``O(N)`` network evaluations of one position instead of ``N`` full passes.
 
+    Families (``families=`` one ``arjax.families.Family`` or one per position, instead of
+    ``num_categories``): ``x`` holds values ``Float[N]``; the value of position ``i-1`` enters as
+    its features times that family's input rows (``token_embedding`` stacks them: a token's row,
+    or one row per feature of a continuous family, each distinct family's rows stored once), and
+    each distinct family has its own columns of the linear head (``head_weight``), so row ``i``
+    holds position ``i``'s ``P_i`` parameters, padded with zeros to ``P = max_i P_i``.
+
     Example:
         >>> import jax, jax.numpy as jnp
         >>> net = Transformer(num_positions=6, num_categories=3, d_model=16, num_heads=2,
@@ -74,7 +83,8 @@ class Transformer(eqx.Module):
     head_weight: Float[Array, "D K"]
     head_bias: Float[Array, " K"]
     num_positions: int = eqx.field(static=True)
-    num_categories: int = eqx.field(static=True)
+    num_categories: int | None = eqx.field(static=True)
+    families: tuple[Family, ...] = eqx.field(static=True)
     d_model: int = eqx.field(static=True)
     num_heads: int = eqx.field(static=True)
     num_layers: int = eqx.field(static=True)
@@ -83,8 +93,9 @@ class Transformer(eqx.Module):
     def __init__(
         self,
         num_positions: int,
-        num_categories: int,
+        num_categories: int | None = None,
         *,
+        families: Family | tuple[Family, ...] | None = None,
         d_model: int = 128,
         num_heads: int = 4,
         num_layers: int = 2,
@@ -97,7 +108,9 @@ class Transformer(eqx.Module):
 
         Args:
             num_positions: sequence length ``N``.
-            num_categories: number of token values ``K``.
+            num_categories: number of token values ``K`` (every position a token).
+            families: instead of ``num_categories``, one ``arjax.families.Family`` for every
+                position or a sequence of ``N`` of them.
             d_model: width of the residual stream; must be divisible by ``num_heads``.
             num_heads: attention heads per layer, each of width ``d_model // num_heads``.
             num_layers: number of Transformer blocks.
@@ -108,7 +121,6 @@ class Transformer(eqx.Module):
         """
         for name, value in [
             ("num_positions", num_positions),
-            ("num_categories", num_categories),
             ("d_model", d_model),
             ("num_heads", num_heads),
             ("num_layers", num_layers),
@@ -119,10 +131,14 @@ class Transformer(eqx.Module):
             raise ValueError(
                 f"d_model must be divisible by num_heads, got d_model={d_model}, num_heads={num_heads}"
             )
+        if num_categories is not None:
+            check_int("num_categories", num_categories)
         if context_size is not None:
             check_int("context_size", context_size)
         self.num_positions = int(num_positions)
-        self.num_categories = int(num_categories)
+        self.families = resolve_families(self.num_positions, num_categories, families)
+        layout = layout_of(self.families)
+        self.num_categories = layout.num_categories
         self.d_model = int(d_model)
         self.num_heads = int(num_heads)
         self.num_layers = int(num_layers)
@@ -131,7 +147,8 @@ class Transformer(eqx.Module):
 
         k_tok, k_start, k_pos, k_ctx, k_head, *k_blocks = jax.random.split(key, 5 + num_layers)
         std = 0.02
-        self.token_embedding = _normal(k_tok, (num_categories, d_model), std, dtype)
+        num_inputs = sum(f.num_features for f in layout.distinct)
+        self.token_embedding = _normal(k_tok, (num_inputs, d_model), std, dtype)
         self.start_embedding = _normal(k_start, (d_model,), std, dtype)
         self.position_embedding = _normal(k_pos, (num_positions, d_model), std, dtype)
         self.context_projection = (
@@ -144,16 +161,17 @@ class Transformer(eqx.Module):
             for k in k_blocks
         ]
         self.final_norm = _LayerNorm(d_model, dtype)
-        self.head_weight = _normal(k_head, (d_model, num_categories), std, dtype)
-        self.head_bias = jnp.zeros(num_categories, dtype)
+        self.head_weight = _normal(k_head, (d_model, len(layout.shared_init_bias)), std, dtype)
+        self.head_bias = jnp.asarray(layout.shared_init_bias, dtype)
 
     def __call__(
-        self, x: Int[Array, " N"] | Float[Array, "N K"], context: Float[Array, " C"] | None = None
-    ) -> Float[Array, "N K"]:
-        """Logits ``[N, K]`` of one sequence; row ``i`` reads only ``x[:i]`` and ``context``.
+        self, x: Int[Array, " N"] | Float[Array, "N K"] | Float[Array, " N"], context: Float[Array, " C"] | None = None
+    ) -> Float[Array, "N P"]:
+        """Logits ``[N, K]`` (family parameters ``[N, P]``) of one sequence; row ``i`` reads only ``x[:i]``.
 
         ``x`` holds integer tokens ``[N]`` or float one-hot (or soft) rows ``[N, K]``; for
-        one-hot rows both give the same logits. Batch with ``jax.vmap``.
+        one-hot rows both give the same logits; a net with other families takes values
+        ``Float[N]``. Batch with ``jax.vmap``.
 
         Example:
             >>> import jax, jax.numpy as jnp
@@ -162,7 +180,7 @@ class Transformer(eqx.Module):
             >>> net(jnp.array([1, 0, 0, 1]), context=jnp.ones(3)).shape
             (4, 2)
         """
-        tokens = self._embed_tokens(x)
+        tokens = self._embed_tokens(x) if self.num_categories is not None else self._embed_values(x)
         h = jnp.concatenate([self.start_embedding[None], tokens[:-1]])
         h = h + self.position_embedding + self._embed_context(context)
         n = self.num_positions
@@ -170,7 +188,10 @@ class Transformer(eqx.Module):
         for block in self.blocks:
             q, k, v = block.query_key_value(h)
             h = block.finish(h, _attend(q, k.swapaxes(1, 2), v, causal))
-        return self._head(h)
+        if self.num_categories is not None:
+            return self._head(h)
+        return jnp.take_along_axis(self._head(h), jnp.asarray(self._layout.shared_param_columns), axis=1,
+                                   mode="fill", fill_value=0)  # fmt: skip
 
     def init_cache(self, context: Float[Array, " C"] | None = None) -> KVCache:
         """Empty decoding state for one sequence (with its context, if the net takes one).
@@ -212,9 +233,11 @@ class Transformer(eqx.Module):
             >>> bool(jnp.allclose(jnp.stack(rows), net(x), atol=1e-5))
             True
         """
-        i, token = check_decode_step(i, token)
+        families = self.num_categories is None
+        i, token = check_decode_step(i, token, self.token_embedding.dtype if families else None)
         zero = jnp.zeros((), jnp.int32)
-        previous = jnp.where(i == 0, self.start_embedding, self.token_embedding[token])
+        embedded = self._embed_value_at(jnp.maximum(i - 1, 0), token) if families else self.token_embedding[token]
+        previous = jnp.where(i == 0, self.start_embedding, embedded)
         position = lax.dynamic_index_in_dim(self.position_embedding, i, keepdims=False)
         h = (previous + position + cache.context_embedding)[None]
         visible = (jnp.arange(self.num_positions) <= i)[None]
@@ -224,7 +247,27 @@ class Transformer(eqx.Module):
             keys.append(lax.dynamic_update_slice(cached_k, k.swapaxes(1, 2).astype(cached_k.dtype), (zero, zero, i)))
             values.append(lax.dynamic_update_slice(cached_v, v.astype(cached_v.dtype), (zero, i, zero)))
             h = block.finish(h, _attend(q, keys[-1], values[-1], visible))
-        return self._head(h)[0], cache._replace(keys=tuple(keys), values=tuple(values))
+        out = self._head(h)[0]
+        if families:
+            out = jnp.take(out, jnp.asarray(self._layout.shared_param_columns)[i], mode="fill", fill_value=0)
+        return out, cache._replace(keys=tuple(keys), values=tuple(values))
+
+    @property
+    def _layout(self) -> FamilyLayout:
+        return layout_of(self.families)
+
+    def _embed_values(self, x) -> Float[Array, "N D"]:
+        layout, dtype = self._layout, self.token_embedding.dtype
+        features = layout.features(as_values(x, self.num_positions, dtype), dtype)
+        rows = jnp.take(self.token_embedding, layout.shared_feature_rows, axis=0, mode="fill", fill_value=0)
+        return jnp.einsum("nf,nfd->nd", features, rows, precision=lax.Precision.HIGHEST)
+
+    def _embed_value_at(self, j: Int[Array, ""], value) -> Float[Array, " D"]:
+        layout, dtype = self._layout, self.token_embedding.dtype
+        features = layout.feature_at(j, value, dtype)
+        rows = jnp.take(self.token_embedding, jnp.asarray(layout.shared_feature_rows)[j], axis=0, mode="fill",
+                        fill_value=0)  # fmt: skip
+        return jnp.dot(features, rows, precision=lax.Precision.HIGHEST)
 
     def _embed_tokens(self, x) -> Float[Array, "N D"]:
         x = jnp.asarray(x)
