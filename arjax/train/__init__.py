@@ -1,4 +1,4 @@
-"""Optax training loops (``fit_free_energy``, ``fit_mle``, ``fit_reward``), their resumable state and atomic checkpoints."""
+"""Optax training loops (``fit_free_energy``, ``fit_mle``, ``fit_reward``), resumable states, atomic checkpoints."""
 
 from arjax.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from arjax.train.free_energy import annealed_beta, fit_free_energy

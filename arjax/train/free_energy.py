@@ -17,7 +17,7 @@ from arjax.objectives import free_energy_loss
 from arjax.parallel import batch_sharding, check_batch_divisible
 from arjax.symmetry import check_symmetry, symmetrized_log_prob, symmetrized_sample
 from arjax.train.guard import describe_non_finite
-from arjax.train.loop import LoopStep, check_count, run_steps
+from arjax.train.loop import LoopStep, check_count, check_per_step, run_steps
 from arjax.train.state import TrainState
 
 __all__ = ["fit_free_energy", "annealed_beta"]
@@ -72,9 +72,10 @@ def fit_free_energy(
     successive calls, each with its rung's ``beta``, ``num_steps`` the rung's last step and
     ``resume`` the previous call's state; it ends bit-identical to one call whose ``beta`` is the
     schedule ``β(t)`` of the same rungs (with ``anneal``, every rung continues the one annealing
-    ``1 - a^{t+1}`` of the run rather than restarting it). Calls that differ only in ``beta``,
-    ``anneal``'s value, ``key``, the net's parameters or ``num_steps`` reuse one compilation;
-    pass the same ``optimizer`` object (two ``optax.adam(1e-3)`` are two functions, compiled apart).
+    ``1 - a^{t+1}`` of the run rather than restarting it). β is evaluated outside the compiled
+    steps, so calls that differ only in ``beta`` (a number or a schedule), ``anneal``, ``key``, the
+    net's parameters or ``num_steps`` reuse one compilation; pass the same ``optimizer`` object
+    (two ``optax.adam(1e-3)`` are two functions, compiled apart).
 
     Args:
         beta: the inverse temperature, or a schedule ``β(step)`` (e.g. an ``optax`` schedule).
@@ -112,18 +113,20 @@ def fit_free_energy(
     check_sizes(net, target)
     if not callable(beta):
         check_beta(beta)
-        beta = jnp.asarray(beta, jnp.result_type(float))
     check_symmetry(net, symmetry)
     check_count("num_steps", num_steps, minimum=1)
     check_count("batch_size", batch_size, minimum=2)
     check_count("log_every", log_every, minimum=1)
-    if anneal is not None:
-        if not 0 <= anneal < 1:
-            raise ValueError(f"anneal must be in [0, 1), got {anneal!r}")
-        anneal = jnp.asarray(anneal, jnp.result_type(float))
+    if anneal is not None and not 0 <= anneal < 1:
+        raise ValueError(f"anneal must be in [0, 1), got {anneal!r}")
     sharding = batch_sharding(mesh)
     check_batch_divisible("batch_size", batch_size, sharding)
-    step = _FreeEnergyStep(target, key, beta, anneal, batch_size, symmetry, sharding)
+    step = _FreeEnergyStep(target, key, batch_size, symmetry, sharding)
+
+    def per_step(steps):
+        values = annealed_beta(jax.vmap(beta)(steps) if callable(beta) else beta, anneal, steps)
+        check_per_step("beta", values, steps, num_steps, positive=True)
+        return dict(beta=values)
 
     def describe(row):
         return f"F={row['free_energy']:.5g}±{row['free_energy_stderr']:.2g} ESS={row['ess']:.0f}"
@@ -131,29 +134,23 @@ def fit_free_energy(
     net, history, state = run_steps(
         net, optimizer, step, name="fit_free_energy", num_steps=num_steps, log_every=log_every, clip_grad=clip_grad,
         max_consecutive_skips=max_consecutive_skips, checkpoint=checkpoint, resume=resume, progress=progress,
-        describe=describe, callback=callback, mesh=mesh)  # fmt: skip
+        describe=describe, per_step=per_step, callback=callback, mesh=mesh)  # fmt: skip
     return (net, history, state) if return_state else (net, history)
 
 
 class _FreeEnergyStep(LoopStep):
     target: Any
     key: PRNGKeyArray
-    beta: Float[Array, ""] | Callable
-    anneal: Float[Array, ""] | None
     batch_size: int = eqx.field(static=True)
     symmetry: str | None = eqx.field(static=True)
     sharding: Any = eqx.field(static=True)
 
-    def __call__(self, params, static, carry, t):
-        beta_t = self.beta_at(t)
+    def __call__(self, params, static, carry, t, inputs):
+        beta_t = inputs["beta"]
         (loss, stats), grads = jax.value_and_grad(self.loss, has_aux=True)(params, static, t, beta_t)
         row = dict(beta=beta_t, free_energy=stats.variational, free_energy_stderr=stats.variational_stderr,
                    importance=stats.importance, ess=stats.ess, energy=stats.energy, entropy=stats.entropy)
         return loss, grads, row, carry
-
-    def beta_at(self, t):
-        beta = self.beta(t) if callable(self.beta) else self.beta
-        return annealed_beta(jnp.asarray(beta, jnp.result_type(float)), self.anneal, t)
 
     def loss(self, params, static, t, beta_t):
         return free_energy_loss(eqx.combine(params, static), jax.random.fold_in(self.key, t), self.target, beta_t,

@@ -9,9 +9,10 @@ uninterrupted one.
 The compiled chunk is one module-level function whose static arguments are the objective's
 configuration (a ``LoopStep``), the optimiser and the net's structure, and whose traced arguments
 are everything that changes between calls of one configuration: parameters, optimiser state,
-keys, β, the first and last step. It always scans ``log_every`` steps and leaves those past the
-end of the call undone (``lax.cond``), so it is compiled once per configuration and reused by
-every later call, however a run is cut into calls.
+keys, the first and last step, and the per-step inputs (β, a KL weight), which are evaluated
+from their schedules outside the chunk. It always scans ``log_every`` steps and leaves those past
+the end of the call undone (``lax.cond``), so it is compiled once per configuration and reused by
+every later call, however a run is cut into calls and whatever its schedules.
 """
 
 import math
@@ -34,12 +35,12 @@ from arjax.train.state import TrainState, check_resume
 class LoopStep(eqx.Module):
     """One objective's step for ``run_steps``: its fields are the objective's configuration.
 
-    Array fields (keys, β) are traced; every other field is static and part of the compiled
-    chunk's cache key, so two calls with equal steps share one compilation.
+    Array fields (keys) are traced; every other field is static and part of the compiled chunk's
+    cache key, so two calls with equal steps share one compilation.
     """
 
-    def __call__(self, params, static, carry, t, *operands):
-        """``(loss, grads, row, carry)`` of step ``t``: the value and gradient of the loss, the metrics row."""
+    def __call__(self, params, static, carry, t, inputs, *operands):
+        """``(loss, grads, row, carry)`` of step ``t`` with its ``inputs`` (see ``run_steps``'s ``per_step``)."""
         raise NotImplementedError
 
     def init_carry(self, t, *operands):
@@ -65,6 +66,7 @@ def run_steps(
     resume: TrainState | None,
     progress: bool,
     describe: Callable[[dict], str],
+    per_step: Callable | None = None,
     operands=(),
     on_chunk: Callable | None = None,
     callback: Callable | None = None,
@@ -76,6 +78,8 @@ def run_steps(
     ``step`` returns, unless the step is not finite (``arjax.train.guard``): then the old parameters
     and optimiser state are kept and the history's ``finite`` column is False. After
     ``max_consecutive_skips`` skipped steps in a row the run stops with ``NonFiniteError``.
+    ``per_step(steps) -> pytree`` gives each chunk's per-step inputs (arrays with a leading axis
+    over ``steps``), evaluated eagerly outside the compiled chunk; step ``t`` receives its slice.
     ``on_chunk(net, step) -> dict`` adds rows (e.g. evaluation metrics) after each chunk;
     ``callback(step, net, metrics) -> bool | None`` is called after each chunk with the latest
     metrics and stops the run when it returns True. With a ``mesh`` the state is replicated on its
@@ -102,13 +106,15 @@ def run_steps(
     bar = Progress(num_steps, initial=done, enabled=progress and jax.process_index() == 0)
     while done < num_steps:
         end = min((done // log_every + 1) * log_every, num_steps)
+        steps = jnp.arange(done, done + log_every, dtype=jnp.int32)
+        inputs = None if per_step is None else per_step(steps)
         params, opt_state, skips, rows, checks, ran = _run_chunk(
-            step, optimizer, static, params, opt_state, skips, jnp.int32(done), jnp.int32(end), length=log_every,
-            **traced)  # fmt: skip
+            step, optimizer, static, params, opt_state, skips, steps, inputs, jnp.int32(end), **traced)
         count = int(np.sum(ran))
-        rows = {"step": np.arange(done, done + count), **jax.tree_util.tree_map(lambda v: np.asarray(v)[:count], rows)}
-        for i, finite in enumerate(rows["finite"]):
-            streak = None if finite else streak or (done + i, jax.tree_util.tree_map(lambda c: np.asarray(c)[i], checks))
+        rows = {"step": np.arange(done, done + count, dtype=np.int32),
+                **jax.tree_util.tree_map(lambda v: np.asarray(v)[:count], rows)}
+        for i, finite in enumerate(rows["finite"]):  # the first step of the current streak of skipped steps
+            streak = None if finite else streak or (done + i, jax.tree_util.tree_map(lambda c: c[i], checks))
         history = _extend(history, rows)
         done += count
         stopped = int(skips) >= max_consecutive_skips
@@ -134,13 +140,13 @@ def run_steps(
 
 
 @eqx.filter_jit
-def _run_chunk(step, optimizer, static, params, opt_state, skips, start, end, *, length, clip_grad, max_skips,
+def _run_chunk(step, optimizer, static, params, opt_state, skips, steps, inputs, end, *, clip_grad, max_skips,
                operands):  # fmt: skip
-    """Steps ``start … start + length - 1``, of which those ``< end`` run until ``max_skips`` are skipped in a row."""
+    """The ``steps`` (consecutive) that are ``< end``, until ``max_skips`` of them are skipped in a row."""
 
-    def one(state, t):
+    def one(state, t_inputs):
         params, opt_state, carry, skips = state
-        loss, grads, row, carry = step(params, static, carry, t, *operands)
+        loss, grads, row, carry = step(params, static, carry, *t_inputs, *operands)
         if clip_grad is not None:
             grads, _ = optax.clip_by_global_norm(clip_grad).update(grads, optax.EmptyState())
         updates, new_opt_state = optimizer.update(grads, opt_state, params)
@@ -152,17 +158,18 @@ def _run_chunk(step, optimizer, static, params, opt_state, skips, start, end, *,
         skips = jnp.where(finite, 0, skips + 1)
         return (params, opt_state, carry, skips), ({**row, "finite": finite}, check)
 
-    def idle(state, t):
-        return state, jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(one, state, t)[1])
+    def idle(state, t_inputs):
+        rows = jax.eval_shape(one, state, t_inputs)[1]
+        return state, jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), rows)
 
-    def body(state, t):
-        ran = (t < end) & (state[3] < max_skips)
-        state, out = jax.lax.cond(ran, one, idle, state, t)
+    def body(state, t_inputs):
+        ran = (t_inputs[0] < end) & (state[3] < max_skips)
+        state, out = jax.lax.cond(ran, one, idle, state, t_inputs)
         return state, (*out, ran)
 
-    carry = step.init_carry(start, *operands)
-    steps = start + jnp.arange(length, dtype=jnp.int32)
-    (params, opt_state, _, skips), (rows, checks, ran) = jax.lax.scan(body, (params, opt_state, carry, skips), steps)
+    carry = step.init_carry(steps[0], *operands)
+    state = (params, opt_state, carry, skips)
+    (params, opt_state, _, skips), (rows, checks, ran) = jax.lax.scan(body, state, (steps, inputs))
     return params, opt_state, skips, rows, checks, ran
 
 
@@ -189,6 +196,22 @@ def check_clip_grad(clip_grad: float | None):
     if not clip_grad > 0:
         raise ValueError(f"clip_grad must be > 0, got {clip_grad!r}")
     return jnp.asarray(clip_grad, jnp.result_type(float))
+
+
+def check_per_step(name: str, values, steps, num_steps: int, *, positive: bool) -> None:
+    """Raise ``ValueError`` at the first of ``steps`` before ``num_steps`` whose value is not finite and > 0 (≥ 0).
+
+    >>> check_per_step("beta", jnp.array([0.5, 0.0]), jnp.array([3, 4]), 10, positive=True)
+    Traceback (most recent call last):
+    ValueError: beta must be finite and > 0 at every step, got 0.0 at step 4
+    """
+    values, steps = np.asarray(values), np.asarray(steps)
+    valid = np.isfinite(values) & ((values > 0) if positive else (values >= 0))
+    bad = np.flatnonzero(~valid & (steps < num_steps))
+    if bad.size:
+        bound = "> 0" if positive else "≥ 0"
+        raise ValueError(f"{name} must be finite and {bound} at every step, got {values[bad[0]]} at step "
+                         f"{steps[bad[0]]}")
 
 
 def check_count(name: str, value, *, minimum: int) -> None:

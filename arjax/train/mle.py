@@ -139,7 +139,7 @@ class _MLEStep(LoopStep):
     steps_per_epoch: int = eqx.field(static=True)
     sharding: Any = eqx.field(static=True)
 
-    def __call__(self, params, static, order, t, data, context):
+    def __call__(self, params, static, order, t, inputs, data, context):
         order = jax.lax.cond(t % self.steps_per_epoch == 0, lambda: self.init_carry(t, data, context), lambda: order)
         x, c = constrain_batch(self.minibatch(order, t, data, context), self.sharding)
         loss = lambda p: nll(eqx.combine(p, static), x, context=c, allowed=self.allowed)  # noqa: E731

@@ -13,7 +13,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 from arjax.distribution import Autoregressive
 from arjax.objectives import as_prior, reward_loss
 from arjax.train.guard import describe_non_finite
-from arjax.train.loop import LoopStep, check_count, run_steps
+from arjax.train.loop import LoopStep, check_count, check_per_step, run_steps
 from arjax.train.state import TrainState
 
 __all__ = ["fit_reward"]
@@ -105,8 +105,13 @@ def fit_reward(
         raise TypeError(f"{name}_schedule must be a callable of the step (e.g. an optax schedule), got {schedule!r}")
     if not 0 <= float(value) < float("inf"):
         raise ValueError(f"{name} must be a finite number ≥ 0, got {value!r}")
-    step = _RewardStep(key, reward_fn, schedule if schedule is not None else jnp.asarray(value, jnp.result_type(float)),
-                       name, batch_size, baseline)
+    step = _RewardStep(key, reward_fn, name, batch_size, baseline)
+
+    def per_step(steps):
+        weights = jax.vmap(schedule)(steps) if schedule is not None else jnp.full(steps.shape, value)
+        weights = jnp.asarray(weights, jnp.result_type(float))
+        check_per_step(name, weights, steps, num_steps, positive=False)
+        return {name: weights}
 
     def describe(row):
         return f"objective={row['objective']:.5g}±{row['objective_stderr']:.2g} reward={row['reward']:.4g}"
@@ -114,20 +119,19 @@ def fit_reward(
     net, history, state = run_steps(
         net, optimizer, step, name="fit_reward", num_steps=num_steps, log_every=log_every, clip_grad=clip_grad,
         max_consecutive_skips=max_consecutive_skips, checkpoint=checkpoint, resume=resume, progress=progress,
-        describe=describe, operands=(prior,), callback=callback)  # fmt: skip
+        describe=describe, per_step=per_step, operands=(prior,), callback=callback)  # fmt: skip
     return (net, history, state) if return_state else (net, history)
 
 
 class _RewardStep(LoopStep):
     key: PRNGKeyArray
     reward_fn: Callable = eqx.field(static=True)
-    weight: Float[Array, ""] | Callable
     name: str = eqx.field(static=True)
     batch_size: int = eqx.field(static=True)
     baseline: str = eqx.field(static=True)
 
-    def __call__(self, params, static, carry, t, prior):
-        weight = jnp.asarray(self.weight(t) if callable(self.weight) else self.weight, jnp.result_type(float))
+    def __call__(self, params, static, carry, t, inputs, prior):
+        weight = inputs[self.name]
         (loss, stats), grads = jax.value_and_grad(self.loss, has_aux=True)(params, static, t, weight, prior)
         return loss, grads, {self.name: weight, **stats._asdict()}, carry
 
