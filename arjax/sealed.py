@@ -37,6 +37,7 @@ def write_sealed(path: str | os.PathLike, kind: str, version: int, payload: byte
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(temp, 0o666 & ~_umask())  # what open() would have given, not mkstemp's private 0o600
         with os.fdopen(handle, "wb") as f:
             f.write(header + payload)
             f.flush()
@@ -45,6 +46,12 @@ def write_sealed(path: str | os.PathLike, kind: str, version: int, payload: byte
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def read_sealed(
