@@ -106,7 +106,7 @@ def run_steps(
     bar = Progress(num_steps, initial=done, enabled=progress and jax.process_index() == 0)
     while done < num_steps:
         end = min((done // log_every + 1) * log_every, num_steps)
-        steps = jnp.arange(done, done + log_every, dtype=jnp.int32)
+        steps = jnp.asarray(np.arange(done, done + log_every, dtype=np.int32))  # no eager op to compile
         inputs = None if per_step is None else per_step(steps)
         params, opt_state, skips, rows, checks, ran = _run_chunk(
             step, optimizer, static, params, opt_state, skips, steps, inputs, jnp.int32(end), **traced)
