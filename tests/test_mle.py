@@ -122,6 +122,15 @@ def test_a_learning_rate_schedule_that_blows_up_stops_the_run_at_its_last_finite
     assert all(np.isfinite(leaf).all() for leaf in jax.tree_util.tree_leaves(state.net))
 
 
+def test_a_minibatch_the_model_cannot_produce_stops_the_run_naming_its_rows(net, data):
+    allowed = jnp.ones((5, 2), bool).at[2, 1].set(False)  # token 1 never at position 2
+    first_batch = np.asarray(jax.random.permutation(jax.random.fold_in(jax.random.key(1), 0), 100))[:20]
+    bad = sorted(int(r) for r in first_batch if data[r, 2] == 1)
+    message = rf"the log-likelihood is -inf for {len(bad)} of 20 sequences of the minibatch \(data rows {bad[:10]}\)"
+    with pytest.raises(NonFiniteError, match=message.replace("[", r"\[").replace("]", r"\]") + " at step 0"):
+        _fit(net, data, 20, allowed=allowed, max_consecutive_skips=1)
+
+
 def test_a_checkpoint_of_another_model_is_refused(net, data, tmp_path):
     path = tmp_path / "mle.ckpt"
     _fit(net, data, 10, checkpoint=path)

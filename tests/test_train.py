@@ -133,6 +133,7 @@ def test_annealing_schedule():
     "kwargs, match",
     [
         (dict(beta=0.0), "beta"),
+        (dict(beta=lambda t: 1.0 - t), "beta must be finite and > 0 at every step, got 0.0 at step 1"),
         (dict(num_steps=0), "num_steps"),
         (dict(batch_size=1), "batch_size"),
         (dict(anneal=1.0), "anneal"),

@@ -110,7 +110,7 @@ def run_steps(
         inputs = None if per_step is None else per_step(steps)
         params, opt_state, skips, rows, checks, ran = _run_chunk(
             step, optimizer, static, params, opt_state, skips, steps, inputs, jnp.int32(end), **traced)
-        count = int(np.sum(ran))
+        count = int(np.asarray(ran).sum())
         rows = {"step": np.arange(done, done + count, dtype=np.int32),
                 **jax.tree_util.tree_map(lambda v: np.asarray(v)[:count], rows)}
         for i, finite in enumerate(rows["finite"]):  # the first step of the current streak of skipped steps
