@@ -12,7 +12,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, ArrayLike, Float, Int, PyTree
 
 __all__ = ["StepCheck", "NonFiniteError", "check_step", "describe_non_finite", "describe_step"]
 
@@ -59,7 +59,7 @@ class NonFiniteError(FloatingPointError):
         self.checkpoint = checkpoint
 
 
-def check_step(loss, grads, params, opt_state) -> StepCheck:
+def check_step(loss: Float[ArrayLike, ""], grads: PyTree, params: PyTree, opt_state: PyTree) -> StepCheck:
     """Count the non-finite entries of one step's loss, gradient, updated parameters and optimiser state.
 
     >>> import jax.numpy as jnp
@@ -70,8 +70,8 @@ def check_step(loss, grads, params, opt_state) -> StepCheck:
     return StepCheck(jnp.asarray(loss), _counts(grads), _counts(params), _counts(opt_state))
 
 
-def describe_non_finite(name: str, values, of: str) -> str | None:
-    """``"<name> is NaN for 3 and inf for 1 of 8 <of>"``, or None when every value is finite.
+def describe_non_finite(name: str, values: ArrayLike, of: str) -> str | None:
+    """``"<name> is NaN for 3 and +inf for 1 of 8 <of>"``, or None when every value is finite.
 
     >>> describe_non_finite("energy", np.array([np.nan, 1.0, np.inf, 2.0]), "samples")
     'energy is NaN for 1 and +inf for 1 of 4 samples'
@@ -93,11 +93,10 @@ def describe_step(check: StepCheck, num_parameters: int, explanation: str | None
     >>> describe_step(check, 10, None)[:50]
     'the updated parameters are NaN in 3 of 10 entries '
     """
-    loss = float(check.loss)
     if explanation is not None:
         return explanation
-    if not np.isfinite(loss):
-        return f"the loss is {loss}"
+    if not np.isfinite(check.loss):
+        return f"the loss is {float(check.loss)}"
     if np.sum(check.gradient):
         return f"the gradient is {_kinds(check.gradient)} in {int(np.sum(check.gradient))} of {num_parameters} entries"
     if np.sum(check.parameters):

@@ -15,6 +15,7 @@ the end of the call undone (``lax.cond``), so it is compiled once per configurat
 every later call, however a run is cut into calls and whatever its schedules.
 """
 
+import abc
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -39,9 +40,9 @@ class LoopStep(eqx.Module):
     cache key, so two calls with equal steps share one compilation.
     """
 
+    @abc.abstractmethod
     def __call__(self, params, static, carry, t, inputs, *operands):
         """``(loss, grads, row, carry)`` of step ``t`` with its ``inputs`` (see ``run_steps``'s ``per_step``)."""
-        raise NotImplementedError
 
     def init_carry(self, t, *operands):
         """The within-chunk state at a chunk's first step ``t`` (a function of ``t`` alone); None by default."""

@@ -115,11 +115,11 @@ def fit_mle(
     step = _MLEStep(key, allowed, batch_size, steps_per_epoch, sharding)
     num_tokens = net.num_positions
 
-    def on_chunk(model, step):
+    def on_chunk(model, done):
         if eval_data is None:
             return {}
         value = evaluate_nll(model, eval_data, context=eval_context, allowed=allowed, batch_size=max(batch_size, 256))
-        return dict(eval_step=step, eval_nll=value, eval_bits_per_token=_bits(value, num_tokens))
+        return dict(eval_step=done, eval_nll=value, eval_bits_per_token=_bits(value, num_tokens))
 
     def describe(row):
         text = f"nll={row['nll']:.4g}"
@@ -141,7 +141,8 @@ class _MLEStep(LoopStep):
 
     def __call__(self, params, static, order, t, inputs, data, context):
         order = jax.lax.cond(t % self.steps_per_epoch == 0, lambda: self.init_carry(t, data, context), lambda: order)
-        x, c = constrain_batch(self.minibatch(order, t, data, context), self.sharding)
+        rows = self.minibatch_rows(order, t)
+        x, c = constrain_batch((data[rows], None if context is None else context[rows]), self.sharding)
         loss = lambda p: nll(eqx.combine(p, static), x, context=c, allowed=self.allowed)  # noqa: E731
         value, grads = jax.value_and_grad(loss)(params)
         return value, grads, dict(nll=value, bits_per_token=_bits(value, static.num_positions)), order
@@ -150,13 +151,12 @@ class _MLEStep(LoopStep):
         """The permutation of ``data`` for the epoch of step ``t``."""
         return jax.random.permutation(jax.random.fold_in(self.key, t // self.steps_per_epoch), data.shape[0])
 
-    def minibatch(self, order, t, data, context):
-        rows = jax.lax.dynamic_slice_in_dim(order, (t % self.steps_per_epoch) * self.batch_size, self.batch_size)
-        return data[rows], None if context is None else context[rows]
+    def minibatch_rows(self, order, t):
+        """The rows of ``data`` in step ``t``'s minibatch, given its epoch's permutation ``order``."""
+        return jax.lax.dynamic_slice_in_dim(order, (t % self.steps_per_epoch) * self.batch_size, self.batch_size)
 
     def explain(self, net, t, data, context):
-        rows = np.asarray(self.init_carry(t, data, context))
-        rows = rows[(t % self.steps_per_epoch) * self.batch_size :][: self.batch_size]
+        rows = np.asarray(self.minibatch_rows(self.init_carry(t, data, context), t))
         log_p = _log_probs(net, data[rows], None if context is None else context[rows], self.allowed)
         text = describe_non_finite("the log-likelihood", log_p, "sequences of the minibatch")
         return text and f"{text} (data rows {sorted(rows[~np.isfinite(log_p)].tolist())[:10]})"
