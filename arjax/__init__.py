@@ -3,19 +3,23 @@
 from arjax import crystal, estimators, mcmc, nn, objectives, parallel, svi, symmetry, targets, testing, train
 from arjax.distrax_view import AutoregressiveDistrax
 from arjax.distribution import Autoregressive
+from arjax.model_file import ModelFileError, load, save
 from arjax.sampling import sample, sample_and_log_prob
 
 __all__ = [
     "Autoregressive",
     "AutoregressiveDistrax",
+    "ModelFileError",
     "crystal",
     "estimators",
+    "load",
     "mcmc",
     "nn",
     "objectives",
     "parallel",
     "sample",
     "sample_and_log_prob",
+    "save",
     "svi",
     "symmetry",
     "targets",

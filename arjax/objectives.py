@@ -116,7 +116,7 @@ def score_function_surrogate(
 
     When ``f`` itself depends on ``q`` only through ``ln q`` (as ``βE + ln q`` does), the missing
     ``E_q[∇ ln q] = 0`` term leaves the estimator unchanged. A non-finite ``f_b`` makes the whole
-    gradient non-finite, so ``optax.apply_if_finite`` skips the step.
+    gradient non-finite, so the ``arjax.train`` loops skip the step.
 
     Example:
         >>> import jax, jax.numpy as jnp

@@ -22,10 +22,13 @@ betas) is days of CPU time: run it on a GPU. With few steps VAN's anneal factor
 Nets (``--nets``): ``meanfield`` (naive mean field), ``made`` (MADE depth 2, width 4N: the analogue
 of VAN's ``--net made --net_depth 3 --net_width 4``) and ``pixelcnn`` (VAN's default PixelCNN).
 
-``--eval-at 1000 5000`` evaluates each net at these steps of one run as well as at the end, and
-``--checkpoint DIR`` makes the run resumable: each (net, β) checkpoints every 50 steps to ``DIR``
-and keeps its evaluated rows in ``DIR/rows.jsonl``, so a killed run started again with the same
-command continues where it stopped and prints every row it had evaluated.
+``--eval-at 1000 5000`` evaluates each net at these steps of one run as well as at the end (the run
+continues from each evaluation with its Adam state, without recompiling), and ``--checkpoint DIR``
+makes the run resumable: each (net, β) checkpoints every 50 steps to ``DIR`` and keeps its
+evaluated rows in ``DIR/rows.jsonl``, so a killed run started again with the same command
+continues where it stopped and prints every row it had evaluated. ``--ladder`` trains the betas in
+order as the rungs of one run per net, each rung continuing from the previous one's net and Adam
+state instead of starting afresh.
 
 Run:
     python examples/ising_van.py --quick                # < 1 min: L=4, 2 betas, mean field + MADE
@@ -40,11 +43,11 @@ Run:
 
 import argparse
 import json
-import tempfile
 import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -82,43 +85,64 @@ def resolved_anneal(args) -> float | None:
 def run(args) -> list[dict]:
     """Train and evaluate every (net, β) at each of ``eval_steps(args)``; returns one row per evaluation.
 
-    A run is trained in segments, one per evaluation step, each resuming the previous one's
-    checkpoint (in ``--checkpoint`` or a temporary directory); resumed runs are bit-identical to
-    uninterrupted ones, so the segments change nothing but where the run can be stopped.
+    A run is trained in segments, one ``fit_free_energy`` call per evaluation step, each continuing
+    the previous one's ``TrainState`` (net and Adam state); the segments end bit-identical to an
+    uninterrupted run. β, the key and the parameters are traced inputs of the compiled steps, so
+    all segments and all betas of one net share one compilation. With ``--checkpoint`` every
+    segment also writes its checkpoint, from which a killed run resumes. With ``--ladder`` the
+    betas are the rungs of one run per net: rung j takes the steps j·S … (j+1)·S - 1 (S = --steps),
+    as one β schedule of the whole run, and starts from rung j - 1's net and Adam state.
     """
     target = IsingSquare(args.L)
     anneal = resolved_anneal(args)
     root = jax.random.key(args.seed)
     stops = eval_steps(args)
     saved = load_rows(args.checkpoint)
+    optimizer = optax.adam(args.lr)  # one object for every call: a new optax.adam would be compiled anew
+    runs = [list(enumerate(args.betas))] if args.ladder else [[(j, beta)] for j, beta in enumerate(args.betas)]
     rows = []
-    with tempfile.TemporaryDirectory() as scratch:
-        directory = args.checkpoint or Path(scratch)
-        for i, name in enumerate(args.nets):
-            for j, beta in enumerate(args.betas):
-                init_key, fit_key, eval_key = jax.random.split(jax.random.fold_in(jax.random.fold_in(root, i), j), 3)
-                checkpoint = directory / f"{name}_L{args.L}_beta{beta:g}.ckpt"
-                done = {r["step"]: r for r in saved if (r["net"], r["L"], r["beta"]) == (name, args.L, beta)}
+    for i, name in enumerate(args.nets):
+        for rungs in runs:
+            init_key, fit_key, _ = run_keys(root, i, rungs[0][0])
+            beta = ladder_beta([b for _, b in rungs], args.steps) if args.ladder else rungs[0][1]
+            label = "ladder_" + "_".join(f"{b:g}" for _, b in rungs) if args.ladder else f"beta{rungs[0][1]:g}"
+            checkpoint = None if args.checkpoint is None else args.checkpoint / f"{name}_L{args.L}_{label}.ckpt"
+            net, state = make_net(name, args.L, init_key), None
+            for rung, (j, beta_j) in enumerate(rungs):
+                eval_key = run_keys(root, i, j)[2]
+                done = {r["step"]: r for r in saved
+                        if (r["net"], r["L"], r["beta"], r.get("ladder", False)) == (name, args.L, beta_j, args.ladder)}
                 start = time.perf_counter()
                 for step in stops:
                     if step in done:
                         row = done[step]
                     else:
-                        net, history = fit_free_energy(
-                            make_net(name, args.L, init_key), target, beta,
-                            optimizer=optax.adam(args.lr), num_steps=step, batch_size=args.batch_size, key=fit_key,
-                            anneal=anneal, symmetry="z2", clip_grad=1.0, log_every=min(args.steps, 50),
-                            progress=args.progress, checkpoint=checkpoint,
+                        end = rung * args.steps + step
+                        trained, history, state = fit_free_energy(
+                            net, target, beta, optimizer=optimizer, num_steps=end, batch_size=args.batch_size,
+                            key=fit_key, anneal=anneal, symmetry="z2", clip_grad=1.0, log_every=min(args.steps, 50),
+                            progress=args.progress, checkpoint=checkpoint, resume=state, return_state=True,
                         )
-                        if len(history["step"]) != step:
-                            raise SystemExit(f"{checkpoint} holds {len(history['step'])} steps, more than {step}; "
+                        if len(history["step"]) != end:
+                            raise SystemExit(f"{checkpoint} holds {len(history['step'])} steps, more than {end}; "
                                              "use a fresh --checkpoint directory")
-                        row = evaluated_row(net, target, name, beta, step, jax.random.fold_in(eval_key, step), args,
-                                            start)  # fmt: skip
+                        row = evaluated_row(trained, target, name, beta_j, step, jax.random.fold_in(eval_key, step),
+                                            args, start)  # fmt: skip
                         save_row(args.checkpoint, row)
                     rows.append(row)
                     print_row(row)
     return rows
+
+
+def run_keys(root, net_index: int, beta_index: int):
+    """The (init, fit, eval) keys of one net at one β (a ladder uses its first β's init and fit keys)."""
+    return jax.random.split(jax.random.fold_in(jax.random.fold_in(root, net_index), beta_index), 3)
+
+
+def ladder_beta(betas: list[float], steps: int):
+    """The schedule β(t) = betas[t // steps] of a ladder whose rungs are ``steps`` long."""
+    table = jnp.asarray(betas)
+    return lambda t: table[jnp.minimum(t // steps, len(betas) - 1)]
 
 
 def eval_steps(args) -> list[int]:
@@ -138,7 +162,7 @@ def evaluated_row(net, target, name: str, beta: float, step: int, key, args, sta
     row = dict(
         net=name, L=args.L, beta=beta, step=step, f_var=float(est.variational), f_var_err=float(est.variational_stderr),
         f_is=float(est.importance), f_is_err=float(est.importance_stderr), ess=float(est.ess),
-        exact=exact, time=time.perf_counter() - start, train_time=train_time,
+        exact=exact, time=time.perf_counter() - start, train_time=train_time, ladder=args.ladder,
     )
     row["rel_var"] = (row["f_var"] - exact) / abs(exact)
     row["rel_is"] = (row["f_is"] - exact) / abs(exact)
@@ -219,6 +243,9 @@ def parse_args(argv=None):
                         help="nets to compare (default meanfield made; pixelcnn is VAN's net, slow on CPU)")
     parser.add_argument("--eval-at", type=int, nargs="+", metavar="STEP",
                         help="also evaluate every net at these steps of its run (the last step always is)")
+    parser.add_argument("--ladder", action="store_true",
+                        help="train the betas in order as rungs of one run per net, --steps each, every rung starting "
+                             "from the previous rung's net and Adam state (annealing, if any, runs once over the run)")
     parser.add_argument("--checkpoint", type=Path, metavar="DIR",
                         help="resumable run: checkpoints and evaluated rows go to DIR; run the same command to resume")
     parser.add_argument("--progress", action="store_true", help="show a progress bar while training")

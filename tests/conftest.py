@@ -1,5 +1,6 @@
 """Shared exact references for the test-suite: enumeration and a pooled chi-square test."""
 
+import contextlib
 import os
 
 # The suite is dominated by XLA compile time of small programs. The backend's optimisation passes
@@ -76,3 +77,19 @@ class TableNet(eqx.Module):
             prefix = jnp.sum(x[:i] * self.num_categories ** jnp.arange(i - 1, -1, -1)) if i else 0
             rows.append(table[prefix])
         return jnp.stack(rows)
+
+
+@contextlib.contextmanager
+def count_compiles():
+    """Count the XLA backend compilations inside the ``with`` block: ``with count_compiles() as n: …; n[0]``."""
+    count = [0]
+
+    def listener(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            count[0] += 1
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield count
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)

@@ -85,6 +85,11 @@ def test_ising_van_evaluates_at_chosen_steps_and_a_resumed_run_prints_the_uninte
     assert len((tmp_path / "run" / "rows.jsonl").read_text().splitlines()) == 2
     with pytest.raises(SystemExit, match="--eval-at"):
         ising_van.main(common + ["--steps", "40", "--eval-at", "50"])
+    # A ladder β = 0.3 → 0.44 of 20 steps each: its second rung starts from the first rung's net and Adam
+    # state, so after 20 steps at β = 0.44 it is closer to F than the run that started there.
+    ladder = rows(["--steps", "20", "--betas", "0.3", "0.44", "--ladder"])
+    assert [(r[1], r[-1]) for r in ladder] == [("0.3", "20"), ("0.44", "20")]
+    assert truth < float(ladder[1][2]) < f_var[0]
 
 
 def test_sk_van_quick_tracks_exact_free_energy_of_the_instance(tmp_path):

@@ -1,4 +1,4 @@
-"""``fit_mle``: memorises a small dataset to its entropy, resumes bit-identically, rejects bad input."""
+"""``fit_mle``: memorises a small dataset to its entropy, resumes bit-identically, stops on non-finite updates."""
 
 import jax
 import jax.numpy as jnp
@@ -8,7 +8,7 @@ import pytest
 from scipy.special import log_softmax
 
 from arjax.nn import MADE, MeanField
-from arjax.train import CheckpointError, evaluate_nll, fit_mle
+from arjax.train import CheckpointError, NonFiniteError, evaluate_nll, fit_mle
 
 PATTERNS = np.array([[0, 0, 0, 0, 1], [1, 0, 1, 1, 0], [1, 1, 1, 1, 1], [0, 1, 0, 1, 0], [1, 1, 0, 0, 1]])
 COUNTS = np.array([40, 24, 16, 12, 8])
@@ -27,8 +27,8 @@ def net():
 
 def _fit(net, data, steps, **kw):
     kw.setdefault("log_every", 10)
-    return fit_mle(net, data, optimizer=optax.adam(2e-2), batch_size=20, num_steps=steps, key=jax.random.key(1),
-                   progress=False, **kw)
+    kw.setdefault("optimizer", optax.adam(2e-2))
+    return fit_mle(net, data, batch_size=20, num_steps=steps, key=jax.random.key(1), progress=False, **kw)
 
 
 def test_training_reaches_the_entropy_of_the_data(net, data):
@@ -84,6 +84,51 @@ def test_a_damaged_checkpoint_is_never_loaded(net, data, tmp_path, damage):
     path.write_bytes(bytes(raw))
     with pytest.raises(CheckpointError, match="mle.ckpt"):
         _fit(net, data, 20, checkpoint=path)
+
+
+def test_a_checkpoint_of_the_first_format_is_refused_with_the_reason(net, data, tmp_path):
+    path = tmp_path / "mle.ckpt"
+    path.write_bytes(b"arjax-checkpoint-v1\n" + bytes(64))
+    with pytest.raises(CheckpointError, match="format-v1 checkpoint of an earlier arjax"):
+        _fit(net, data, 20, checkpoint=path)
+
+
+@pytest.mark.parametrize(
+    "learning_rate, message",
+    [
+        (float("nan"), r"the updated parameters are NaN in 682 of 682 entries \(with a finite loss and gradient: "
+                       "check the learning rate"),
+        (float("inf"), r"the updated parameters are NaN or infinite in 682 of 682 entries"),  # 0 · inf = NaN
+    ],
+    ids=["nan", "inf"],
+)
+def test_a_non_finite_learning_rate_stops_the_run_with_the_parameters_untouched(net, data, learning_rate, message):
+    assert sum(leaf.size for leaf in jax.tree_util.tree_leaves(net)) == 682
+    with pytest.raises(NonFiniteError, match=r"fit_mle stopped at step 3: " + message + ".* at step 0, the first of 3 "
+                                             ".*The parameters and optimiser state are the initial ones") as caught:
+        _fit(net, data, 50, optimizer=optax.sgd(learning_rate), max_consecutive_skips=3)
+    for a, b in zip(jax.tree_util.tree_leaves(net), jax.tree_util.tree_leaves(caught.value.state.net)):
+        np.testing.assert_array_equal(a, b)
+    assert caught.value.state.history["finite"].tolist() == [False] * 3
+
+
+def test_a_learning_rate_schedule_that_blows_up_stops_the_run_at_its_last_finite_state(net, data):
+    growing = optax.exponential_decay(1e-2, transition_steps=1, decay_rate=10.0)  # 1e-2 · 10^t
+    with pytest.raises(NonFiniteError, match="fit_mle stopped at step") as caught:
+        _fit(net, data, 60, optimizer=optax.sgd(growing), max_consecutive_skips=3)
+    first, state = caught.value.first_step, caught.value.state
+    assert 0 < first < 50 and f"at step {first}, the first of 3 consecutive" in str(caught.value)
+    assert state.history["finite"].tolist() == [True] * first + [False] * 3 and state.step == first + 3
+    assert all(np.isfinite(leaf).all() for leaf in jax.tree_util.tree_leaves(state.net))
+
+
+def test_a_minibatch_the_model_cannot_produce_stops_the_run_naming_its_rows(net, data):
+    allowed = jnp.ones((5, 2), bool).at[2, 1].set(False)  # token 1 never at position 2
+    first_batch = np.asarray(jax.random.permutation(jax.random.fold_in(jax.random.key(1), 0), 100))[:20]
+    bad = sorted(int(r) for r in first_batch if data[r, 2] == 1)
+    message = rf"the log-likelihood is -inf for {len(bad)} of 20 sequences of the minibatch \(data rows {bad[:10]}\)"
+    with pytest.raises(NonFiniteError, match=message.replace("[", r"\[").replace("]", r"\]") + " at step 0"):
+        _fit(net, data, 20, allowed=allowed, max_consecutive_skips=1)
 
 
 def test_a_checkpoint_of_another_model_is_refused(net, data, tmp_path):

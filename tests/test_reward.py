@@ -10,7 +10,7 @@ from arjax import Autoregressive
 from arjax.nn import MADE, MeanField
 from arjax.objectives import reward_loss, score_function_surrogate
 from arjax.testing import all_sequences
-from arjax.train import fit_reward
+from arjax.train import NonFiniteError, fit_reward
 
 N, K = 6, 2
 COUPLINGS = jax.random.normal(jax.random.key(5), (N, N)) / 2
@@ -136,15 +136,20 @@ def test_fit_reward_reaches_the_tilted_distribution(prior_net, with_prior):
     assert float(np.mean(history["objective"][-50:])) == pytest.approx(-log_z, abs=0.05)
 
 
-def test_nan_reward_skips_the_step_and_is_reported(q_net):
+def test_nan_rewards_skip_the_steps_and_then_stop_the_run_saying_so(q_net):
     def nan_when_first_is_one(x):
         return jnp.where(x[0] == 1, jnp.nan, 1.0)
 
     net = MeanField(N, K, key=jax.random.key(0))
-    trained, history = fit_reward(net, nan_when_first_is_one, optimizer=optax.adam(0.1), num_steps=5,
-                                  batch_size=64, key=jax.random.key(1), progress=False)
-    assert not history["finite"].any() and np.isnan(history["objective"]).all()
-    for a, b in zip(jax.tree_util.tree_leaves(net), jax.tree_util.tree_leaves(trained)):
+    x = Autoregressive(net).sample(jax.random.fold_in(jax.random.key(1), 0), (64,))  # the samples of step 0
+    nans = int(np.sum(np.asarray(x)[:, 0] == 1))
+    message = rf"reward is NaN for {nans} of 64 samples at step 0, the first of 4 "
+    with pytest.raises(NonFiniteError, match=message) as e:
+        fit_reward(net, nan_when_first_is_one, optimizer=optax.adam(0.1), num_steps=20, batch_size=64,
+                   key=jax.random.key(1), progress=False, max_consecutive_skips=4)
+    history = e.value.state.history
+    assert not history["finite"].any() and np.isnan(history["objective"]).all() and len(history["step"]) == 4
+    for a, b in zip(jax.tree_util.tree_leaves(net), jax.tree_util.tree_leaves(e.value.state.net)):
         np.testing.assert_array_equal(a, b)
 
 

@@ -1,9 +1,11 @@
-"""Optax training loops (``fit_free_energy``, ``fit_mle``, ``fit_reward``) and their atomic checkpoints."""
+"""Optax training loops (``fit_free_energy``, ``fit_mle``, ``fit_reward``), resumable states, atomic checkpoints."""
 
 from arjax.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from arjax.train.free_energy import annealed_beta, fit_free_energy
+from arjax.train.guard import NonFiniteError
 from arjax.train.mle import evaluate_nll, fit_mle
 from arjax.train.reward import fit_reward
+from arjax.train.state import TrainState
 
 __all__ = [
     "fit_free_energy",
@@ -11,6 +13,8 @@ __all__ = [
     "fit_reward",
     "evaluate_nll",
     "annealed_beta",
+    "TrainState",
+    "NonFiniteError",
     "save_checkpoint",
     "load_checkpoint",
     "CheckpointError",

@@ -1,24 +1,25 @@
 """Atomic, integrity-checked checkpoints of a training state pytree and its metrics history.
 
-File layout: a magic line, the payload length and its SHA-256, then the payload (the state's
-leaves via ``eqx.tree_serialise_leaves``, followed by the history as ``.npz``). A truncated or
-altered file fails the length or hash check and is never loaded.
+A checkpoint is a sealed file (``arjax.sealed``): a header line ``arjax-checkpoint v2 <bytes>
+<sha256>``, then the state's leaves (``eqx.tree_serialise_leaves``) followed by the history as
+``.npz``. A truncated or altered file fails the length or hash check and is never loaded.
+Format v1 (``arjax-checkpoint-v1``) held the optimiser state inside ``optax.apply_if_finite``'s
+wrapper; its files are refused with a message saying so.
 """
 
-import hashlib
 import io
 import os
-import struct
-import tempfile
-from pathlib import Path
 
 import equinox as eqx
 import numpy as np
 
+from arjax.sealed import read_sealed, write_sealed
+
 __all__ = ["save_checkpoint", "load_checkpoint", "CheckpointError"]
 
-_MAGIC = b"arjax-checkpoint-v1\n"
-_HEADER = struct.Struct("<Q32s")
+_KIND = "checkpoint"
+_VERSION = 2
+_V1_MAGIC = b"arjax-checkpoint-v1\n"
 
 
 class CheckpointError(ValueError):
@@ -39,40 +40,24 @@ def save_checkpoint(path: str | os.PathLike, state, history: dict[str, np.ndarra
     buffer = io.BytesIO()
     eqx.tree_serialise_leaves(buffer, state)
     np.savez(buffer, **history)
-    payload = buffer.getvalue()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as f:
-            f.write(_MAGIC + _HEADER.pack(len(payload), hashlib.sha256(payload).digest()) + payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    write_sealed(path, _KIND, _VERSION, buffer.getvalue())
 
 
 def load_checkpoint(path: str | os.PathLike, like):
     """Read ``(state, history)`` written by ``save_checkpoint``; ``like`` gives the pytree structure.
 
     Raises:
-        CheckpointError: the file is not an arjax checkpoint, is truncated or corrupted, or its
-            arrays do not match the shapes and dtypes of ``like``.
+        CheckpointError: the file is not an arjax checkpoint, is in an older format, is truncated
+            or corrupted, or its arrays do not match the shapes and dtypes of ``like``.
     """
-    data = Path(path).read_bytes()
-    if not data.startswith(_MAGIC):
-        raise CheckpointError(f"{path} is not an arjax checkpoint (missing header); refusing to load it")
-    header_end = len(_MAGIC) + _HEADER.size
-    if len(data) < header_end:
-        raise CheckpointError(f"{path} is truncated ({len(data)} bytes); refusing to load it")
-    length, digest = _HEADER.unpack(data[len(_MAGIC) : header_end])
-    payload = data[header_end:]
-    if len(payload) != length:
-        raise CheckpointError(f"{path} is truncated: payload has {len(payload)} of {length} bytes")
-    if hashlib.sha256(payload).digest() != digest:
-        raise CheckpointError(f"{path} is corrupted: SHA-256 of its contents does not match its header")
+    with open(path, "rb") as f:
+        if f.read(len(_V1_MAGIC)) == _V1_MAGIC:
+            raise CheckpointError(
+                f"{path} is a format-v1 checkpoint of an earlier arjax, whose optimiser state was wrapped in "
+                "optax.apply_if_finite; this arjax cannot resume it. Start the run afresh (or finish it with "
+                "the arjax that wrote it)"
+            )
+    _, payload = read_sealed(path, _KIND, (_VERSION,), CheckpointError)
     buffer = io.BytesIO(payload)
     try:
         state = eqx.tree_deserialise_leaves(buffer, like)

@@ -3,6 +3,7 @@
 import math
 import os
 from collections.abc import Callable
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -13,9 +14,12 @@ from jax.sharding import Mesh
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from arjax.allowed import Allowed
+from arjax.distribution import Autoregressive
 from arjax.objectives import nll
 from arjax.parallel import batch_sharding, check_batch_divisible, constrain_batch
-from arjax.train.loop import check_count, robust_optimizer, run_steps
+from arjax.train.guard import describe_non_finite
+from arjax.train.loop import LoopStep, check_count, run_steps
+from arjax.train.state import TrainState
 
 __all__ = ["fit_mle", "check_data", "evaluate_nll"]
 
@@ -34,19 +38,24 @@ def fit_mle(
     eval_context: Float[Array, "E C"] | None = None,
     allowed: Allowed = None,
     clip_grad: float | None = None,
+    max_consecutive_skips: int = 10,
     checkpoint: str | os.PathLike | None = None,
+    resume: TrainState | None = None,
+    return_state: bool = False,
     log_every: int = 50,
     progress: bool = True,
     callback: Callable | None = None,
     mesh: Mesh | None = None,
-) -> tuple[eqx.Module, dict[str, np.ndarray]]:
+) -> tuple[eqx.Module, dict[str, np.ndarray]] | tuple[eqx.Module, dict[str, np.ndarray], TrainState]:
     r"""Fit ``net`` to ``data`` by minimising the negative log-likelihood ``-E_data[ln p(x)]``.
 
     Minibatches of ``batch_size`` sequences are drawn without replacement from a fresh
     permutation of ``data`` every epoch (``⌊M / batch_size⌋`` steps; the remainder of a
     permutation is skipped), drawn once per epoch and at the start of each compiled chunk. Step
-    ``t`` depends on ``key`` and ``t`` only, so a run resumed from ``checkpoint`` ends
-    bit-identical to an uninterrupted one.
+    ``t`` depends on ``key`` and ``t`` only, so a run resumed from ``checkpoint`` or ``resume``
+    ends bit-identical to an uninterrupted one. A step whose loss, gradient, updated parameters
+    or optimiser state is not finite is skipped (``history["finite"]`` is False there);
+    ``max_consecutive_skips`` in a row stop the run with ``arjax.train.NonFiniteError``.
 
     Args:
         data: integer tokens in ``0..K-1``, one sequence per row.
@@ -56,17 +65,22 @@ def fit_mle(
             ``eval_context`` with ``eval_data``).
         eval_data: held-out sequences, scored every ``log_every`` steps and at the end.
         allowed: passed to ``Autoregressive``; data with a disallowed token has infinite NLL.
-        clip_grad: global-norm clipping; non-finite updates are always skipped.
+        clip_grad: global-norm clipping of the gradient.
+        max_consecutive_skips: the number of non-finite steps in a row that stops the run.
         checkpoint: a file path, written atomically every ``log_every`` steps and resumed from.
+        resume: the ``TrainState`` of an earlier call (``return_state=True``) to continue from,
+            with ``num_steps`` the new end of the run; it takes precedence over ``checkpoint``.
+        return_state: also return the ``TrainState`` to resume from.
         callback: ``callback(step, net, metrics) -> bool | None`` after every ``log_every``
             steps; returning True stops the run.
         mesh: split each minibatch over the devices of this ``jax.sharding.Mesh`` (see
             ``arjax.parallel``); ``batch_size`` must be divisible by their number.
 
     Returns:
-        ``(net, history)``. ``history`` has per-step ``step``, ``nll`` (nats per sequence of the
-        minibatch) and ``bits_per_token``; with ``eval_data`` also ``eval_step``, ``eval_nll`` and
-        ``eval_bits_per_token`` every ``log_every`` steps.
+        ``(net, history)``, or ``(net, history, state)`` with ``return_state``. ``history`` has
+        per-step ``step``, ``nll`` (nats per sequence of the minibatch), ``bits_per_token`` and
+        ``finite``; with ``eval_data`` also ``eval_step``, ``eval_nll`` and ``eval_bits_per_token``
+        every ``log_every`` steps.
 
     Example:
         >>> import jax, jax.numpy as jnp, optax
@@ -98,37 +112,54 @@ def fit_mle(
         check_count("num_epochs", num_epochs, minimum=1)
         num_steps = num_epochs * steps_per_epoch
     check_count("num_steps", num_steps, minimum=1)
-    optimizer = robust_optimizer(optimizer, clip_grad)
+    step = _MLEStep(key, allowed, batch_size, steps_per_epoch, sharding)
     num_tokens = net.num_positions
 
-    def loss(params, static, x, c):
-        return nll(eqx.combine(params, static), x, context=c, allowed=allowed)
-
-    def shuffle(t, data, context):
-        return jax.random.permutation(jax.random.fold_in(key, t // steps_per_epoch), data.shape[0])
-
-    def step_fn(params, static, opt_state, order, t, data, context):
-        order = jax.lax.cond(t % steps_per_epoch == 0, shuffle, lambda *_: order, t, data, context)
-        rows = jax.lax.dynamic_slice_in_dim(order, (t % steps_per_epoch) * batch_size, batch_size)
-        x, c = constrain_batch((data[rows], None if context is None else context[rows]), sharding)
-        value, grads = jax.value_and_grad(loss)(params, static, x, c)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        row = dict(nll=value, bits_per_token=_bits(value, num_tokens))
-        return optax.apply_updates(params, updates), opt_state, order, row
-
-    def on_chunk(model, step):
+    def on_chunk(model, done):
         if eval_data is None:
             return {}
         value = evaluate_nll(model, eval_data, context=eval_context, allowed=allowed, batch_size=max(batch_size, 256))
-        return dict(eval_step=step, eval_nll=value, eval_bits_per_token=_bits(value, num_tokens))
+        return dict(eval_step=done, eval_nll=value, eval_bits_per_token=_bits(value, num_tokens))
 
     def describe(row):
         text = f"nll={row['nll']:.4g}"
         return text + (f" eval={row['eval_nll']:.4g}" if "eval_nll" in row else "")
 
-    return run_steps(net, optimizer, step_fn, num_steps=num_steps, log_every=log_every, checkpoint=checkpoint,
-                     progress=progress, describe=describe, operands=(data, context), on_chunk=on_chunk,
-                     callback=callback, mesh=mesh, init_carry=shuffle)
+    net, history, state = run_steps(
+        net, optimizer, step, name="fit_mle", num_steps=num_steps, log_every=log_every, clip_grad=clip_grad,
+        max_consecutive_skips=max_consecutive_skips, checkpoint=checkpoint, resume=resume, progress=progress,
+        describe=describe, operands=(data, context), on_chunk=on_chunk, callback=callback, mesh=mesh)  # fmt: skip
+    return (net, history, state) if return_state else (net, history)
+
+
+class _MLEStep(LoopStep):
+    key: PRNGKeyArray
+    allowed: Allowed
+    batch_size: int = eqx.field(static=True)
+    steps_per_epoch: int = eqx.field(static=True)
+    sharding: Any = eqx.field(static=True)
+
+    def __call__(self, params, static, order, t, inputs, data, context):
+        order = jax.lax.cond(t % self.steps_per_epoch == 0, lambda: self.init_carry(t, data, context), lambda: order)
+        rows = self.minibatch_rows(order, t)
+        x, c = constrain_batch((data[rows], None if context is None else context[rows]), self.sharding)
+        loss = lambda p: nll(eqx.combine(p, static), x, context=c, allowed=self.allowed)  # noqa: E731
+        value, grads = jax.value_and_grad(loss)(params)
+        return value, grads, dict(nll=value, bits_per_token=_bits(value, static.num_positions)), order
+
+    def init_carry(self, t, data, context):
+        """The permutation of ``data`` for the epoch of step ``t``."""
+        return jax.random.permutation(jax.random.fold_in(self.key, t // self.steps_per_epoch), data.shape[0])
+
+    def minibatch_rows(self, order, t):
+        """The rows of ``data`` in step ``t``'s minibatch, given its epoch's permutation ``order``."""
+        return jax.lax.dynamic_slice_in_dim(order, (t % self.steps_per_epoch) * self.batch_size, self.batch_size)
+
+    def explain(self, net, t, data, context):
+        rows = np.asarray(self.minibatch_rows(self.init_carry(t, data, context), t))
+        log_p = _log_probs(net, data[rows], None if context is None else context[rows], self.allowed)
+        text = describe_non_finite("the log-likelihood", log_p, "sequences of the minibatch")
+        return text and f"{text} (data rows {sorted(rows[~np.isfinite(log_p)].tolist())[:10]})"
 
 
 def evaluate_nll(
@@ -194,3 +225,8 @@ def _bits(nats_per_sequence, num_tokens):
 @eqx.filter_jit
 def _sum_log_prob(net, x, context, allowed):
     return -nll(net, x, context=context, allowed=allowed) * x.shape[0]
+
+
+@eqx.filter_jit
+def _log_probs(net, x, context, allowed):
+    return Autoregressive(net, context, allowed).log_prob(x)
