@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from arjax.families.layout import net_layout
 from arjax.symmetry import symmetrized_log_prob, symmetrized_sample
 
 __all__ = ["FreeEnergyEstimate", "free_energy", "free_energy_statistics", "check_beta", "check_sizes"]
@@ -94,12 +95,18 @@ def check_beta(beta):
 
 
 def check_sizes(net, target) -> None:
-    """Raise ``ValueError`` when ``net`` and ``target`` disagree on N or K."""
+    """Raise ``ValueError`` when ``net`` and ``target`` disagree on N or K.
+
+    A target of real values (``num_categories`` None, e.g. a lattice field) needs a net without
+    token positions.
+    """
     if (net.num_positions, net.num_categories) != (target.num_positions, target.num_categories):
         raise ValueError(
             f"net and target disagree: net has num_positions={net.num_positions}, num_categories="
             f"{net.num_categories}; target has {target.num_positions}, {target.num_categories}"
         )
+    if target.num_categories is None and net_layout(net).categorical_size is not None:
+        raise ValueError("the target's values are real numbers, but the net has token (Categorical) positions")
 
 
 @eqx.filter_jit

@@ -16,6 +16,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from arjax.families.layout import family_from_config
 from arjax.nn import MADE, GatedPixelCNN, MeanField, PixelCNN, Transformer
 
 __all__ = ["ACTIVATIONS", "net_config", "net_skeleton"]
@@ -73,7 +74,7 @@ def net_skeleton(description: dict) -> eqx.Module:
 
 
 def _made_config(net: MADE) -> dict:
-    return dict(num_positions=net.num_positions, num_categories=net.num_categories, width=net.width, depth=net.depth,
+    return dict(num_positions=net.num_positions, **_values(net), width=net.width, depth=net.depth,
                 residual=net.residual, activation=_activation_name(net.activation), context_size=_context_size(net),
                 dtype=_dtype_name(net))  # fmt: skip
 
@@ -96,7 +97,7 @@ def _gated_pixelcnn_config(net: GatedPixelCNN) -> dict:
 
 def _transformer_config(net: Transformer) -> dict:
     mlp_ratio = net.blocks[0].up_weight.shape[1] // net.d_model
-    return dict(num_positions=net.num_positions, num_categories=net.num_categories, d_model=net.d_model,
+    return dict(num_positions=net.num_positions, **_values(net), d_model=net.d_model,
                 num_heads=net.num_heads, num_layers=net.num_layers, mlp_ratio=mlp_ratio,
                 context_size=_context_size(net), dtype=_dtype_name(net))  # fmt: skip
 
@@ -116,7 +117,11 @@ def _activation(name: str) -> Callable:
     return ACTIVATIONS[name]
 
 
-_DECODERS: dict[str, Callable] = {"activation": _activation, "dtype": jnp.dtype}
+def _families(configs: list[dict]) -> tuple:
+    return tuple(family_from_config(config) for config in configs)
+
+
+_DECODERS: dict[str, Callable] = {"activation": _activation, "dtype": jnp.dtype, "families": _families}
 """JSON value → constructor argument, for the configuration keys whose two forms differ."""
 
 
@@ -128,6 +133,13 @@ def _activation_name(activation: Callable) -> str:
         f"the net's activation {activation!r} is not one of the jax.nn functions a configuration may name "
         f"({', '.join(sorted(ACTIVATIONS))}); code is never stored, so nets with other activations cannot be described"
     )
+
+
+def _values(net) -> dict:
+    """``num_categories=K`` of a token net, else ``families`` as a list of ``Family.config()``."""
+    if net.num_categories is not None:
+        return {"num_categories": net.num_categories}
+    return {"families": [family.config() for family in net.families]}
 
 
 def _context_size(net) -> int | None:

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from arjax.distribution import Autoregressive
-from arjax.sampling import sample
+from arjax.sampling import sample, sample_and_log_prob
 
 __all__ = ["SYMMETRIES", "check_symmetry", "symmetrized_sample", "symmetrized_log_prob"]
 
@@ -21,9 +21,12 @@ def check_symmetry(net, symmetry) -> None:
 
 
 def symmetrized_sample(
-    net, key: PRNGKeyArray, num_samples: int, symmetry: str | None, *, sharding=None
+    net, key: PRNGKeyArray, num_samples: int, symmetry: str | None, *, sharding=None, reparameterized: bool = False
 ) -> Int[Array, "B N"]:
     """Exact samples of ``q`` (or of ``q_z2``: samples of ``q`` flipped with probability ½).
+
+    ``reparameterized=True`` keeps the gradient of continuous values with respect to the net
+    (``sample_and_log_prob``'s implicit reparameterisation) instead of reading it through ``stop_gradient``.
 
     >>> import jax
     >>> from arjax.nn import MADE
@@ -34,7 +37,10 @@ def symmetrized_sample(
     if not isinstance(num_samples, int) or num_samples < 2:
         raise ValueError(f"num_samples must be an integer ≥ 2 (the baseline needs a batch), got {num_samples!r}")
     sample_key, flip_key = jax.random.split(key)
-    x = sample(net, sample_key, (num_samples,), sharding=sharding)
+    if reparameterized:
+        x = sample_and_log_prob(net, sample_key, (num_samples,), sharding=sharding)[0]
+    else:
+        x = sample(net, sample_key, (num_samples,), sharding=sharding)
     if symmetry is None:
         return x
     flip = jax.random.bernoulli(flip_key, 0.5, (num_samples, 1))

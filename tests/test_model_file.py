@@ -12,9 +12,11 @@ from conftest import TableNet
 
 import arjax
 from arjax import Autoregressive, ModelFileError
+from arjax.families import Categorical, LogNormalMixture, VonMisesMixture
 from arjax.nn import MADE, GatedPixelCNN, MeanField, PixelCNN, Transformer
 
 DATA = Path(__file__).with_name("data")
+FAMILIES = (Categorical(3), VonMisesMixture(2, num_frequencies=2), LogNormalMixture(1, scale_floor=0.01))
 KEY = jax.random.key(0)
 NETS = {
     "made": lambda: MADE(5, 3, width=8, depth=2, residual=True, activation=jax.nn.relu, context_size=2, key=KEY),
@@ -24,6 +26,8 @@ NETS = {
     "gated_pixelcnn": lambda: GatedPixelCNN(3, 3, depth=2, width=4, key=KEY),
     "transformer": lambda: Transformer(4, 3, d_model=8, num_heads=2, num_layers=1, mlp_ratio=2, context_size=2,
                                        key=KEY),  # fmt: skip
+    "made_families": lambda: MADE(3, families=FAMILIES, width=8, depth=1, key=KEY),
+    "transformer_families": lambda: Transformer(3, families=FAMILIES, d_model=8, num_heads=2, num_layers=1, key=KEY),
 }
 
 

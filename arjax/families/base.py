@@ -2,8 +2,10 @@
 
 import abc
 import dataclasses
+import functools
 from typing import ClassVar
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
@@ -57,9 +59,19 @@ class Family(abc.ABC):
     def log_prob(self, params: Float[Array, " P"], value: Float[Array, ""]) -> Float[Array, ""]:
         """Exact log-density (log-probability for tokens) of ``value``; ``-inf`` outside the support."""
 
-    @abc.abstractmethod
     def sample(self, params: Float[Array, " P"], u: Float[Array, " U"]) -> Float[Array, ""]:
-        """The value drawn by the uniforms ``u ∈ [0, 1)^num_uniforms`` (a deterministic function of ``u``)."""
+        """The value drawn by the uniforms ``u ∈ [0, 1)^num_uniforms`` (a deterministic function of ``u``).
+
+        Differentiable in ``params`` by implicit reparameterisation (Figurnov, Mohamed, Mnih 2018):
+        ``u = F(x; θ)`` stays uniform whichever way ``x`` was drawn, so ``dx/dθ = -∂_θF(x; θ) / p(x; θ)``,
+        which also covers the discrete choice of a mixture component. For a circular family ``F``
+        starts at 0, so the gradients of expectations are exact for functions periodic on the circle.
+        """
+        return _reparameterized_sample(self, params, u)
+
+    @abc.abstractmethod
+    def draw(self, params: Float[Array, " P"], u: Float[Array, " U"]) -> Float[Array, ""]:
+        """``sample`` without its gradient rule."""
 
     @abc.abstractmethod
     def cdf(self, params: Float[Array, " P"], value: Float[Array, ""]) -> Float[Array, ""]:
@@ -84,6 +96,20 @@ class Family(abc.ABC):
     def config(self) -> dict:
         """JSON-able description, ``{"family": name, **fields}``; ``family_from_config`` inverts it."""
         return {"family": self.name, **dataclasses.asdict(self)}
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def _reparameterized_sample(family: Family, params, u):
+    return family.draw(params, u)
+
+
+@_reparameterized_sample.defjvp
+def _reparameterized_sample_jvp(family: Family, primals, tangents):
+    params, u = primals
+    params_dot, _ = tangents
+    x = family.draw(params, u)
+    cdf_dot = jax.jvp(lambda p: family.cdf(p, x), (params,), (params_dot,))[1]
+    return x, -cdf_dot / jnp.exp(family.log_prob(params, x))
 
 
 def midpoint_uniform(u: Float[Array, "..."]) -> Float[Array, "..."]:

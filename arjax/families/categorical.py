@@ -64,7 +64,11 @@ class Categorical(Family):
         return jnp.where(self.support(value), picked, -jnp.inf)
 
     def sample(self, params: Float[Array, " K"], u: Float[Array, " 1"], allowed=None) -> Int[Array, ""]:
+        """The token drawn by ``u[0]`` (no gradient: tokens are not reparameterisable)."""
         return self.sample_and_log_prob(params, u, allowed)[0]
+
+    def draw(self, params: Float[Array, " K"], u: Float[Array, " 1"]) -> Int[Array, ""]:
+        return self.sample(params, u)
 
     def sample_and_log_prob(
         self, params: Float[Array, " K"], u: Float[Array, " 1"], allowed: Bool[Array, " K"] | None = None

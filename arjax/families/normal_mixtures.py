@@ -80,7 +80,7 @@ class GaussianMixture(_NormalMixture):
     def log_prob(self, params: Float[Array, " P"], value: Float[Array, ""]) -> Float[Array, ""]:
         return _normal_mixture_log_prob(self.unpack(params), value)
 
-    def sample(self, params: Float[Array, " P"], u: Float[Array, " 2"]) -> Float[Array, ""]:
+    def draw(self, params: Float[Array, " P"], u: Float[Array, " 2"]) -> Float[Array, ""]:
         return _normal_mixture_sample(self.unpack(params), u)
 
     def cdf(self, params: Float[Array, " P"], value: Float[Array, ""]) -> Float[Array, ""]:
@@ -124,7 +124,7 @@ class LogNormalMixture(_NormalMixture):
         log_x = jnp.log(jnp.where(positive, value, 1.0))
         return jnp.where(positive, _normal_mixture_log_prob(self.unpack(params), log_x) - log_x, -jnp.inf)
 
-    def sample(self, params: Float[Array, " P"], u: Float[Array, " 2"]) -> Float[Array, ""]:
+    def draw(self, params: Float[Array, " P"], u: Float[Array, " 2"]) -> Float[Array, ""]:
         return jnp.exp(_normal_mixture_sample(self.unpack(params), u))
 
     def cdf(self, params: Float[Array, " P"], value: Float[Array, ""]) -> Float[Array, ""]:

@@ -91,7 +91,7 @@ class VonMisesMixture(Family):
         log_p = jax.nn.logsumexp(log_w + kappa * (jnp.cos(theta) - 1) - jnp.log(i0e(kappa)))
         return jnp.where(inside, log_p, -jnp.inf)
 
-    def sample(self, params: Float[Array, " P"], u: Float[Array, " 2"]) -> Float[Array, ""]:
+    def draw(self, params: Float[Array, " P"], u: Float[Array, " 2"]) -> Float[Array, ""]:
         log_w, loc, kappa = self.unpack(params)
         k = pick_component(log_w, u[0])
         x = loc[k] + _centred_quantile(u[1], kappa[k]) / (2 * math.pi)

@@ -1,4 +1,4 @@
-"""Boltzmann targets p(x) ∝ exp(-β E(x)) over token sequences, with exact references."""
+"""Boltzmann targets p(x) ∝ exp(-β E(x)) over token sequences and real lattice fields, with exact references."""
 
 from arjax.targets.energy import (
     MAX_ENUMERATION_STATES,
@@ -7,6 +7,7 @@ from arjax.targets.energy import (
     ground_state_by_enumeration,
     log_partition_by_enumeration,
 )
+from arjax.targets.field import FreeScalarField, Phi4
 from arjax.targets.ising import (
     BETA_CRITICAL,
     WANNIER_RESIDUAL_ENTROPY,
@@ -23,6 +24,8 @@ __all__ = [
     "WANNIER_RESIDUAL_ENTROPY",
     "AbstractTarget",
     "EnergyTarget",
+    "FreeScalarField",
+    "Phi4",
     "IsingSquare",
     "IsingTriangular",
     "NQueens",

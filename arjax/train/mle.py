@@ -14,6 +14,7 @@ from jax.sharding import Mesh
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from arjax.allowed import Allowed
+from arjax.families.layout import net_layout
 from arjax.distribution import Autoregressive
 from arjax.objectives import nll
 from arjax.parallel import batch_sharding, check_batch_divisible, constrain_batch
@@ -188,9 +189,15 @@ def evaluate_nll(
 
 
 def check_data(net: eqx.Module, data, name: str = "data") -> jax.Array:
-    """Return ``data`` as int32 after checking it is a non-empty ``[M, N]`` integer array in ``0..K-1``."""
+    """Return ``data`` as int32 after checking it is a non-empty ``[M, N]`` integer array in ``0..K-1``.
+
+    For a net with real, circular or positive positions: a non-empty real ``[M, N]`` array whose
+    every value lies in its position's support, returned as floats.
+    """
     array = np.asarray(data)
     n, k = net.num_positions, net.num_categories
+    if k is None:
+        return _check_values(net, array, name)
     if not np.issubdtype(array.dtype, np.integer):
         raise TypeError(f"{name} must hold integer tokens in 0..{k - 1}, got dtype {array.dtype}")
     if array.ndim != 2 or array.shape[1] != n:
@@ -204,6 +211,24 @@ def check_data(net: eqx.Module, data, name: str = "data") -> jax.Array:
             f"{name} must hold tokens in 0..{k - 1}; {name}[{bad[0]}, {bad[1]}] = {array[tuple(bad)]}"
         )
     return jnp.asarray(array, jnp.int32)
+
+
+def _check_values(net, array: np.ndarray, name: str) -> jax.Array:
+    layout = net_layout(net)
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise TypeError(f"{name} must hold real values (tokens as whole numbers), got dtype {array.dtype}")
+    if array.ndim != 2 or array.shape[1] != net.num_positions:
+        raise ValueError(f"{name} must have shape (num_sequences, {net.num_positions}), got {array.shape}")
+    if array.shape[0] == 0:
+        raise ValueError(f"{name} is empty: it has shape {array.shape}")
+    values = jnp.asarray(array, layout.value_dtype)
+    inside = np.asarray(layout.in_support(values))
+    if not inside.all():
+        row, col = np.argwhere(~inside)[0]
+        family = layout.families[col]
+        raise ValueError(f"{name}[{row}, {col}] = {array[row, col]} is outside the support of position {col} "
+                         f"({family!r}: {family.support})")  # fmt: skip
+    return values
 
 
 def _check_context(net, context, data, name):
