@@ -44,8 +44,10 @@ class Autoregressive(Distribution):
 
     Behaves like ``numpyro.distributions.Categorical(...).to_event(1)``: ``event_shape == (N,)``,
     ``expand``, ``mask``, plates, ``numpyro.contrib.control_flow.scan``, ``vmap_over`` and
-    ``jax.jit``/``vmap``/``grad`` all work. It is not reparameterisable (``has_rsample`` is
-    ``False``) and does not advertise enumeration (its support has ``K**N`` elements). Leading
+    ``jax.jit``/``vmap``/``grad`` all work. With tokens it is not reparameterisable
+    (``has_rsample`` is ``False``; use a score-function ELBO); with only real, circular or
+    positive positions it is (implicit reparameterisation), so ``Trace_ELBO`` trains it as a
+    guide. It does not advertise enumeration (its support has ``K**N`` elements). Leading
     axes that NumPyro's ``scan`` (or a ``jax.vmap`` with ``vmap_over``) stacks onto the net's arrays
     become batch axes (``promote_batch_shape``); each slice is evaluated with its own copy of the net.
 
@@ -112,13 +114,18 @@ class Autoregressive(Distribution):
 
     @property
     def has_rsample(self) -> bool:
-        return False
+        """True when every position is real, circular or positive: samples are differentiable in the net."""
+        return self.layout.categorical_size is None
 
     def sample(self, key: PRNGKeyArray, sample_shape: tuple[int, ...] = ()) -> Array:
-        """Exact samples of shape ``sample_shape + batch_shape + (N,)`` (int32 tokens, or floats)."""
-        return self.sample_and_log_prob(key, sample_shape)[0] if self._stacked_shape else sample(
-            self.net, key, check_sample_shape(sample_shape), context=self.context, allowed=self.allowed
-        )
+        """Exact samples of shape ``sample_shape + batch_shape + (N,)`` (int32 tokens, or floats).
+
+        Reparameterised when ``has_rsample`` (the families' implicit gradients flow to the net and
+        context); otherwise the net is read through ``stop_gradient``, since tokens carry no gradient.
+        """
+        if self._stacked_shape or self.has_rsample:
+            return self.sample_and_log_prob(key, sample_shape)[0]
+        return sample(self.net, key, check_sample_shape(sample_shape), context=self.context, allowed=self.allowed)
 
     def sample_and_log_prob(self, key: PRNGKeyArray, sample_shape: tuple[int, ...] = ()) -> tuple[Array, Array]:
         """Samples and their exact log-probabilities from one pass over the positions."""

@@ -102,10 +102,12 @@ def autoregressive_guide(net: eqx.Module, site: str = "x", *, name: str | None =
 
     The net's parameters are registered with ``numpyro.contrib.module.eqx_module(name, net)``
     (``name`` defaults to ``f"{site}_net"``); start from a pretrained prior by passing its net.
-    Under an ELBO that cannot infer discrete sites (``Trace_ELBO``, ``TraceMeanField_ELBO``,
-    ``RenyiELBO``: they drop the score-function term and would silently not learn) the guide raises
-    ``TypeError``; use ``LeaveOneOutELBO`` or ``numpyro.infer.TraceGraph_ELBO``. Read the trained
-    net back with ``guide_net(params, net, site)``.
+    With tokens, under an ELBO that cannot infer discrete sites (``Trace_ELBO``,
+    ``TraceMeanField_ELBO``, ``RenyiELBO``: they drop the score-function term and would silently not
+    learn) the guide raises ``TypeError``; use ``LeaveOneOutELBO`` or
+    ``numpyro.infer.TraceGraph_ELBO``. A net with only real, circular or positive positions is
+    reparameterised, and ``Trace_ELBO`` is the right choice. Read the trained net back with
+    ``guide_net(params, net, site)``.
 
     Example:
         >>> import jax
@@ -117,11 +119,12 @@ def autoregressive_guide(net: eqx.Module, site: str = "x", *, name: str | None =
     """
     if not isinstance(site, str):
         raise TypeError(f"site must be a string (the name of the sample site), got {site!r}")
-    Autoregressive(net, allowed=allowed)
+    reparameterized = Autoregressive(net, allowed=allowed).has_rsample
     module_name = name if name is not None else f"{site}_net"
 
     def guide(*args, **kwargs):
-        _refuse_elbo_without_discrete_support(site)
+        if not reparameterized:
+            _refuse_elbo_without_discrete_support(site)
         return numpyro.sample(site, Autoregressive(eqx_module(module_name, net), allowed=allowed))
 
     return guide

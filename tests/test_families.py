@@ -142,3 +142,22 @@ def test_von_mises_cdf_agrees_with_quadrature_on_both_sides_of_the_series_cutoff
         ours = von_mises_cdf(jnp.asarray(angles, jnp.float32), jnp.float32(kappa))
         np.testing.assert_allclose(ours, reference, atol=3e-6)
         assert np.isclose(float(von_mises_cdf(jnp.float32(2 * math.pi), jnp.float32(kappa))), 1.5, atol=1e-5)
+
+
+_SMOOTH = {
+    "GaussianMixture": lambda x: x**2 + jnp.sin(x),
+    "LogNormalMixture": lambda x: jnp.log(x) ** 2 + jnp.sqrt(x),
+    "VonMisesMixture": lambda x: jnp.cos(2 * jnp.pi * x) + 0.5 * jnp.sin(4 * jnp.pi * x),  # periodic on the circle
+}
+
+
+@pytest.mark.parametrize("family", CONTINUOUS, ids=lambda f: f.name)
+def test_reparameterised_samples_give_the_gradient_of_expectations(family):
+    f = _SMOOTH[family.name]
+    params = _params(family, jax.random.key(6), scale=1.0)
+    x, w = (jnp.asarray(a, jnp.float32) for a in _grid(family))
+    exact = jax.grad(lambda p: jnp.sum(w * f(x) * jnp.exp(jax.vmap(family.log_prob, (None, 0))(p, x))))(params)
+    u = jax.random.uniform(jax.random.key(7), (100_000, family.num_uniforms))
+    per_sample = jax.vmap(jax.grad(lambda p, v: f(family.sample(p, v))), (None, 0))(params, u)
+    mean, stderr = np.asarray(per_sample.mean(0)), np.asarray(per_sample.std(0)) / np.sqrt(len(u))
+    assert np.all(np.abs(mean - np.asarray(exact)) < 5 * stderr + 1e-3), (mean, exact, stderr)
