@@ -24,7 +24,7 @@ PAGES = sorted(p for p in DOCS.rglob("*.md") if not any(part.startswith("_") for
 # Pages that teach by example must show (and so run) some code.
 PAGES_WITH_CODE = [
     "quickstart.md", "learn-from-data.md", "learn-from-energy.md", "posteriors.md", "rl-fine-tuning.md", "crystals.md",
-    "parallel.md", "performance.md",
+    "parallel.md", "performance.md", "continuous.md",
 ]
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^\n`]*)$")
 
