@@ -1,6 +1,6 @@
-"""arjax: autoregressive probabilistic models over discrete sequences in JAX."""
+"""arjax: autoregressive probabilistic models over sequences of tokens and real values in JAX."""
 
-from arjax import crystal, estimators, mcmc, nn, objectives, parallel, svi, symmetry, targets, testing, train
+from arjax import crystal, estimators, families, mcmc, nn, objectives, parallel, svi, symmetry, targets, testing, train
 from arjax.distrax_view import AutoregressiveDistrax
 from arjax.distribution import Autoregressive
 from arjax.model_file import ModelFileError, load, save
@@ -12,6 +12,7 @@ __all__ = [
     "ModelFileError",
     "crystal",
     "estimators",
+    "families",
     "load",
     "mcmc",
     "nn",
