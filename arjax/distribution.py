@@ -228,7 +228,8 @@ class Autoregressive(Distribution):
             jnp.broadcast_shapes(value.shape[:-1], self._full_batch_shape)
         except ValueError:
             raise ValueError(
-                f"value's batch dimensions {value.shape[:-1]} do not broadcast with batch_shape {self._full_batch_shape}"
+                f"value's batch dimensions {value.shape[:-1]} do not broadcast with batch_shape "
+                f"{self._full_batch_shape}"
             ) from None
         return value
 

@@ -15,11 +15,19 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from arjax.distribution import Autoregressive
-from arjax.families.layout import net_layout
 from arjax.estimators import FreeEnergyEstimate, check_beta, check_sizes, free_energy_statistics
+from arjax.families.layout import net_layout
 from arjax.symmetry import symmetrized_log_prob, symmetrized_sample
 
-__all__ = ["nll", "free_energy_loss", "reward_loss", "RewardEstimate", "score_function_surrogate", "check_gradient", "BASELINES"]
+__all__ = [
+    "nll",
+    "free_energy_loss",
+    "reward_loss",
+    "RewardEstimate",
+    "score_function_surrogate",
+    "check_gradient",
+    "BASELINES",
+]
 
 BASELINES = ("loo", "mean")
 

@@ -68,7 +68,7 @@ def _count(tree) -> int:
 
 
 def masked_autoregressive_flow(dimensions: int, layers: int, hidden: int):
-    """``(init, log_prob)`` of NumPyro IAF layers used in the density direction: ``z = T(x)``, ``ln p = ln N(z) + ln|T'|``."""
+    """``(init, log_prob)`` of NumPyro IAF layers in the density direction: ``ln p(x) = ln N(T(x)) + ln|T'(x)|``."""
     makers = [AutoregressiveNN(dimensions, [hidden, hidden], permutation=jnp.arange(dimensions),
                                nonlinearity=stax.Elu) for _ in range(layers)]  # fmt: skip
 
@@ -122,7 +122,10 @@ def fit_flow(log_prob, params, train, *, steps, batch_size, lr, key):
         def step(carry, t):
             params, state = carry
             rows = jax.random.randint(jax.random.fold_in(key, t), (batch_size,), 0, train.shape[0])
-            loss, grads = jax.value_and_grad(lambda p: -jnp.mean(jax.vmap(lambda x: log_prob(p, x))(train[rows])))(params)
+            def nll(p):
+                return -jnp.mean(jax.vmap(lambda x: log_prob(p, x))(train[rows]))
+
+            loss, grads = jax.value_and_grad(nll)(params)
             updates, state = optimizer.update(grads, state, params)
             return (optax.apply_updates(params, updates), state), loss
 

@@ -159,7 +159,8 @@ def parse_args(argv=None):
     parser.add_argument("--nuts-samples", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("out"), help="directory for continuous.png")
-    parser.add_argument("--quick", action="store_true", help="a smoke run: moons only, little data, few steps, small nets")
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run: moons only, little data, few steps, small nets")  # fmt: skip
     args = parser.parse_args(argv)
     if args.quick:
         args.points, args.steps, args.batch_size, args.components, args.datasets = 2000, 150, 128, 3, ["moons"]

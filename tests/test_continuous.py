@@ -24,7 +24,8 @@ MIXED = (Categorical(3), GaussianMixture(2), Categorical(2))
 def _net(kind, families, key=jax.random.key(0), context_size=None):
     """A small net whose conditionals depend visibly on the prefix (the Transformer's weights scaled up)."""
     if kind == "made":
-        return MADE(num_positions=len(families), families=families, width=16, depth=2, context_size=context_size, key=key)
+        return MADE(num_positions=len(families), families=families, width=16, depth=2, context_size=context_size,
+                    key=key)  # fmt: skip
     net = Transformer(num_positions=len(families), families=families, d_model=16, num_heads=2, num_layers=1,
                       context_size=context_size, key=key)  # fmt: skip
     return jax.tree.map(lambda w: 2 * w if isinstance(w, jax.Array) and w.ndim >= 2 else w, net)
@@ -142,7 +143,8 @@ def _per_position_log_probs(p, x):
 
 
 def test_log_prob_is_the_sum_of_the_numpyro_conditionals():
-    p = Autoregressive(_net("made", (*CONTINUOUS, Categorical(3))), allowed=jnp.array([[True] * 3] * 3 + [[True, False, True]]))
+    allowed = jnp.array([[True] * 3] * 3 + [[True, False, True]])
+    p = Autoregressive(_net("made", (*CONTINUOUS, Categorical(3))), allowed=allowed)
     x = p.sample(jax.random.key(6), (50,))
     assert not np.any(np.asarray(x[:, 3]) == 1)
     np.testing.assert_allclose(p.log_prob(x), _per_position_log_probs(p, x).sum(-1), rtol=1e-5, atol=1e-4)

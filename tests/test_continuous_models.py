@@ -77,9 +77,10 @@ def test_hmc_gibbs_samples_a_real_and_a_token_site_together():
     # exact: enumerate the 8 token sequences, integrate z on the grid
     all_t = jnp.asarray(np.array(np.meshgrid(*[[0, 1]] * 3, indexing="ij")).reshape(3, -1).T, jnp.int32)
     log_t = np.asarray(Autoregressive(tokens).log_prob(all_t))
-    log_z = np.stack([np.asarray(Autoregressive(real, context=t.astype(jnp.float32)).log_prob(jnp.asarray(GRID, jnp.float32)))
-                      for t in all_t])  # fmt: skip
-    log_joint = log_t[:, None] + log_z + np.asarray(dist.Normal(GRID.sum(-1)[None] + all_t.sum(-1)[:, None], 0.7).log_prob(y))
+    grid = jnp.asarray(GRID, jnp.float32)
+    log_z = np.stack([np.asarray(Autoregressive(real, context=t.astype(jnp.float32)).log_prob(grid)) for t in all_t])
+    likelihood = dist.Normal(GRID.sum(-1)[None] + all_t.sum(-1)[:, None], 0.7).log_prob(y)
+    log_joint = log_t[:, None] + log_z + np.asarray(likelihood)
     joint = np.exp(log_joint - log_joint.max())
     joint /= joint.sum()
     exact_sum_t = joint.sum(1) @ np.asarray(all_t.sum(-1))
@@ -104,7 +105,8 @@ def test_svi_trains_a_reparameterised_autoregressive_guide_to_the_posterior():
     optimizer = numpyro.optim.optax_to_numpyro(optax.adam(optax.cosine_decay_schedule(1e-2, 2000, 0.02)))
     svi = SVI(model, guide, optimizer, Trace_ELBO(num_particles=8))
     result = svi.run(jax.random.key(8), 2000, progress_bar=False)
-    log_post = np.asarray(dist.Normal(0.0, 1.0).log_prob(GRID).sum(-1) + dist.Normal(GRID[:, 1] - GRID[:, 0] ** 2, 0.3).log_prob(y))
+    log_prior = dist.Normal(0.0, 1.0).log_prob(GRID).sum(-1)
+    log_post = np.asarray(log_prior + dist.Normal(GRID[:, 1] - GRID[:, 0] ** 2, 0.3).log_prob(y))
     top = log_post.max()
     log_evidence = top + np.log(np.sum(np.exp(log_post - top)) * (NODES[1] - NODES[0]) ** 2)
     trained = Autoregressive(guide_net(result.params, net, "z"))

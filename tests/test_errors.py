@@ -4,7 +4,6 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import numpyro
 import pytest
 
 from arjax import Autoregressive, sample_and_log_prob

@@ -88,7 +88,9 @@ class Categorical(Family):
         """``value`` as an int32 token, clipped into ``0..K-1`` (check ``in_support`` separately)."""
         return jnp.clip(jnp.asarray(value), 0, self.num_categories - 1).astype(jnp.int32)
 
-    def to_numpyro(self, params: Float[Array, "... K"], allowed: Bool[Array, "... K"] | None = None) -> dist.Categorical:
+    def to_numpyro(
+        self, params: Float[Array, "... K"], allowed: Bool[Array, "... K"] | None = None
+    ) -> dist.Categorical:
         """``numpyro.distributions.Categorical`` (by ``probs`` when ``allowed`` zeroes some tokens)."""
         if allowed is None:
             return dist.Categorical(logits=params)

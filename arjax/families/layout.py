@@ -52,7 +52,9 @@ def resolve_families(num_positions: int, num_categories: int | None, families) -
         raise ValueError(f"families must hold one family per position: {num_positions}, got {len(families)}")
     unknown = [f"{i}: {f!r}" for i, f in enumerate(families) if not isinstance(f, Family)]
     if unknown:
-        raise TypeError(f"families must be arjax.families.Family objects; unknown at positions {', '.join(unknown[:5])}")
+        raise TypeError(
+            f"families must be arjax.families.Family objects; unknown at positions {', '.join(unknown[:5])}"
+        )
     return families
 
 

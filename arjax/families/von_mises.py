@@ -82,7 +82,8 @@ class VonMisesMixture(Family):
         """``(log_weights, mean_fraction in [0, 1), concentration)``, each ``[..., M]``."""
         m = self.components
         logits, loc, raw = params[..., :m], params[..., m : 2 * m], params[..., 2 * m : 3 * m]
-        return jax.nn.log_softmax(logits, axis=-1), loc - jnp.floor(loc), jax.nn.softplus(raw) + self.concentration_floor
+        kappa = jax.nn.softplus(raw) + self.concentration_floor
+        return jax.nn.log_softmax(logits, axis=-1), loc - jnp.floor(loc), kappa
 
     def log_prob(self, params: Float[Array, " P"], value: Float[Array, ""]) -> Float[Array, ""]:
         log_w, loc, kappa = self.unpack(params)
@@ -116,7 +117,8 @@ class VonMisesMixture(Family):
     def to_numpyro(self, params: Float[Array, "... P"]) -> dist.TransformedDistribution:
         """The mixture of ``numpyro.distributions.VonMises`` on the angle ``2π(x - ½)``, mapped to ``x``."""
         log_w, loc, kappa = self.unpack(params)
-        angles = dist.MixtureSameFamily(dist.Categorical(logits=log_w), dist.VonMises(2 * math.pi * loc - math.pi, kappa))
+        components = dist.VonMises(2 * math.pi * loc - math.pi, kappa)
+        angles = dist.MixtureSameFamily(dist.Categorical(logits=log_w), components)
         return dist.TransformedDistribution(angles, AffineTransform(0.5, 1 / (2 * math.pi)))
 
 

@@ -47,7 +47,9 @@ def as_values(x, num_positions: int, dtype) -> Float[Array, " N"]:
     if not (jnp.issubdtype(x.dtype, jnp.integer) or jnp.issubdtype(x.dtype, jnp.floating)):
         raise TypeError(f"x must hold real values (tokens as whole numbers), got dtype {x.dtype}")
     if x.shape != (num_positions,):
-        raise ValueError(f"x must have shape ({num_positions},) (one sequence; batch with jax.vmap), got shape {x.shape}")
+        raise ValueError(
+            f"x must have shape ({num_positions},) (one sequence; batch with jax.vmap), got shape {x.shape}"
+        )
     return x.astype(dtype)
 
 
@@ -82,7 +84,9 @@ def check_decode_step(i, token, value_dtype=None) -> tuple[Int[Array, ""], Array
         raise TypeError(f"i must be an integer scalar position, got shape {i.shape}, dtype {i.dtype}")
     if value_dtype is not None:
         if token.shape != () or not (jnp.issubdtype(token.dtype, jnp.number)):
-            raise TypeError(f"token must be a real scalar (the value x[i-1]), got shape {token.shape}, dtype {token.dtype}")
+            raise TypeError(
+                f"token must be a real scalar (the value x[i-1]), got shape {token.shape}, dtype {token.dtype}"
+            )
         return i.astype(jnp.int32), token.astype(value_dtype)
     if token.shape != () or not jnp.issubdtype(token.dtype, jnp.integer):
         raise TypeError(f"token must be an integer scalar (x[i-1]), got shape {token.shape}, dtype {token.dtype}")

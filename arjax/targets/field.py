@@ -123,7 +123,9 @@ class Phi4(_LatticeField):
         if not math.isfinite(mass_squared):
             raise ValueError(f"mass_squared must be a finite number, got {mass_squared!r}")
         if not (math.isfinite(coupling) and coupling > 0):
-            raise ValueError(f"coupling must be a finite number > 0 (λ ≤ 0 has no partition function), got {coupling!r}")
+            raise ValueError(
+                f"coupling must be a finite number > 0 (λ ≤ 0 has no partition function), got {coupling!r}"
+            )
         self.mass_squared = mass_squared
         self.coupling = coupling
 

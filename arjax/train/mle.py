@@ -14,8 +14,8 @@ from jax.sharding import Mesh
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from arjax.allowed import Allowed
-from arjax.families.layout import net_layout
 from arjax.distribution import Autoregressive
+from arjax.families.layout import net_layout
 from arjax.objectives import nll
 from arjax.parallel import batch_sharding, check_batch_divisible, constrain_batch
 from arjax.train.guard import describe_non_finite

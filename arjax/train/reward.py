@@ -76,7 +76,8 @@ def fit_reward(
             latest row of metrics; returning True stops the run (e.g. for live evaluation).
 
     Returns:
-        ``(net, history)``, or ``(net, history, state)`` with ``return_state``; ``history`` maps ``step``, ``kl_weight`` (with a prior) or
+        ``(net, history)``, or ``(net, history, state)`` with ``return_state``; ``history`` maps
+        ``step``, ``kl_weight`` (with a prior) or
         ``temperature`` (without), ``objective``, ``objective_stderr``, ``reward``, ``kl``,
         ``entropy`` and ``finite`` to per-step arrays (see ``arjax.objectives.RewardEstimate``).
 
