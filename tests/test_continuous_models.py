@@ -114,3 +114,17 @@ def test_svi_trains_a_reparameterised_autoregressive_guide_to_the_posterior():
     log_p = dist.Normal(0.0, 1.0).log_prob(z).sum(-1) + dist.Normal(z[:, 1] - z[:, 0] ** 2, 0.3).log_prob(y)
     kl = float(jnp.mean(log_q - log_p)) + log_evidence  # KL(q ‖ posterior) = E_q[ln q - ln p(z, y)] + ln p(y)
     assert 0 <= kl + 3 * float(jnp.std(log_q - log_p)) / np.sqrt(len(z)) and kl < 0.05
+
+
+def test_independence_mh_with_a_real_valued_proposal_reaches_a_tilted_target():
+    from arjax.mcmc import run_independence
+
+    proposal = Autoregressive(MADE(num_positions=2, families=GaussianMixture(2), width=8, key=jax.random.key(10)))
+
+    def logdensity(x):  # the proposal tilted towards x_0 = 1
+        return proposal.log_prob(x) - 0.5 * (x[0] - 1.0) ** 2 / 0.25
+
+    chains, info = run_independence(jax.random.key(11), logdensity, proposal, jnp.zeros((8, 2)), 1500)
+    draws = np.asarray(chains[:, 300:].reshape(-1, 2))
+    mean, var = _grid_moments(np.asarray(jax.vmap(logdensity)(jnp.asarray(GRID, jnp.float32))))
+    assert np.all(np.abs(draws.mean(0) - mean) < 5 * np.sqrt(var / 2000)), (draws.mean(0), mean)

@@ -277,13 +277,15 @@ def check_position(position, num_positions: int, num_categories: int | None, nam
     """Return ``position`` as an integer array of shape ``(N,)`` with tokens in ``0..K-1``, or raise.
 
     Shape and dtype errors are raised at trace time; token ranges are checked when the values are
-    known and with ``eqx.error_if`` when they are traced.
+    known and with ``eqx.error_if`` when they are traced. With ``num_categories=None`` (a proposal
+    with real-valued positions) a float position is accepted as it is.
 
     >>> check_position([0, 1, 1], 3, 2).tolist()
     [0, 1, 1]
     """
     position = jnp.asarray(position)
-    if not jnp.issubdtype(position.dtype, jnp.integer):
+    real = num_categories is None and jnp.issubdtype(position.dtype, jnp.floating)
+    if not (real or jnp.issubdtype(position.dtype, jnp.integer)):
         raise TypeError(f"{name} must hold integer tokens, got dtype {position.dtype}")
     if position.shape != (num_positions,):
         raise ValueError(f"{name} must have shape ({num_positions},) (one sequence), got shape {position.shape}")
