@@ -140,11 +140,11 @@ class _SiteKernel(MCMCKernel):
             shape = (len(rng_key),) if batched else ()
             _check_batched_position(init_params, shape, self._site_shape, self._num_categories, self._resolved_site)
             init_params = jnp.reshape(init_params, shape + (-1,))  # the kernels see one flat sequence
-        return eqx.filter_jit(self._init_chains)(rng_key, init_params, model_args, model_kwargs)
+        # Compiled at once: run op by op, a model with ``scan`` would compile each of its primitives separately.
+        return eqx.filter_jit(lambda k, x: self._init_chains(k, x, model_args, model_kwargs))(rng_key, init_params)
 
     def _init_chains(self, rng_key, init_params, model_args, model_kwargs):
-        """One chain, or a batch of them for ``chain_method="vectorized"``, compiled at once (run op by op, a
-        model with ``scan`` would compile every primitive of it separately)."""
+        """One chain, or a batch of them for ``chain_method="vectorized"``."""
         if is_prng_key(rng_key):
             return self._init_one(rng_key, init_params, model_args, model_kwargs)
         in_axes = (0, None if init_params is None else 0)
