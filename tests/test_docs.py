@@ -23,8 +23,8 @@ DOCS = ROOT / "docs"
 PAGES = sorted(p for p in DOCS.rglob("*.md") if not any(part.startswith("_") for part in p.relative_to(DOCS).parts))
 # Pages that teach by example must show (and so run) some code.
 PAGES_WITH_CODE = [
-    "quickstart.md", "learn-from-data.md", "learn-from-energy.md", "posteriors.md", "rl-fine-tuning.md", "crystals.md",
-    "parallel.md", "performance.md", "continuous.md",
+    "quickstart.md", "learn-from-data.md", "learn-from-energy.md", "posteriors.md", "sequences-over-time.md",
+    "continuous.md", "rl-fine-tuning.md", "crystals.md", "parallel.md", "performance.md",
 ]
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^\n`]*)$")
 
