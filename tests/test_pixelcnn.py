@@ -75,6 +75,16 @@ def test_single_layer_is_a_type_A_masked_convolution(L, h, padding):
         np.testing.assert_allclose(logits, conv.reshape(L * L, 3) + net.first.bias, atol=1e-5)
 
 
+@pytest.mark.parametrize("config", CONFIGS)
+def test_logits_equal_a_plain_loop_over_masked_convolutions(config):
+    """Every layer, the pulled (wide output) and pushed (narrow output) Toeplitz products alike."""
+    L, depth, h, residual, padding, final_conv = config
+    net = make(L, depth, h, residual, padding, final_conv, K=3)
+    x = jax.random.randint(jax.random.key(4), (L * L,), 0, 3)
+    expected = _net_reference(net, np.asarray(x))
+    np.testing.assert_allclose(_logits(net, x[None])[0], expected, rtol=1e-5, atol=1e-5)
+
+
 def test_int_and_one_hot_inputs_agree():
     net = make(*CONFIGS[2], K=3)
     x = jax.random.randint(jax.random.key(1), (16,), 0, 3)
@@ -270,13 +280,32 @@ def _receptive_field(L, depth, h, periodic):
     return field
 
 
-def _masked_conv_reference(u, w, b, periodic):
+def _net_reference(net, x):
+    """``net(x)`` in float64 NumPy, one masked convolution at a time (``_masked_conv_reference``)."""
+    L, periodic = net.L, net.padding == "periodic"
+    f64 = lambda a: np.asarray(a, np.float64)  # noqa: E731
+    prelu = lambda slope, a: np.where(a >= 0, a, f64(slope) * a)  # noqa: E731
+
+    def conv(layer, u, exclusive):
+        return _masked_conv_reference(u, f64(layer.weight), f64(layer.bias), periodic, exclusive)
+
+    a = conv(net.first, np.eye(net.num_categories)[x].reshape(L, L, -1), True)
+    for block in net.blocks:
+        u = a if block.mix is None else a @ f64(block.mix.weight).T + f64(block.mix.bias)
+        y = conv(block.conv, prelu(block.slope, u), False)
+        a = a + y if block.residual else y
+    if net.head is not None:
+        a = prelu(net.head.slope, a) @ f64(net.head.out.weight).T + f64(net.head.out.bias)
+    return a.reshape(L * L, -1)
+
+
+def _masked_conv_reference(u, w, b, periodic, exclusive=True):
     L, _, _ = u.shape
     h = w.shape[-1] // 2
     out = np.tile(b, (L, L, 1))
     for r, c in itertools.product(range(L), range(L)):
         for dr, dc in itertools.product(range(-h, 1), range(-h, h + 1)):
-            if dr == 0 and dc >= 0:
+            if dr == 0 and (dc > 0 or (dc == 0 and exclusive)):
                 continue
             col = (c + dc) % L if periodic and dr < 0 else c + dc
             if r + dr >= 0 and 0 <= col < L:

@@ -16,7 +16,7 @@ from jax import lax
 from jax.flatten_util import ravel_pytree
 
 import arjax
-from arjax.nn.transformer import KVCache, Transformer
+from arjax.nn.transformer import KVCache, Transformer, _causal_attend
 from arjax.sampling import sample_and_log_prob
 from arjax.testing import all_sequences, check_autoregressive
 
@@ -66,6 +66,14 @@ def test_decode_step_under_vmap_reproduces_a_batch_of_long_sequences():
     contexts = jnp.stack([context, -context, 2 * context, jnp.zeros_like(context)])
     decoded, full = _batched_decode_and_full(net, xs, contexts)
     np.testing.assert_allclose(decoded, full, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("n", [64, 150])
+def test_blocked_causal_attention_equals_masked_full_attention(n):
+    """Query blocks that skip the scores above the diagonal blocks give masked full attention's rows."""
+    q, k, v = (jax.random.normal(jax.random.key(s), (3, n, 8)) for s in range(3))
+    blocked, full = _blocked_and_full_attention(q, k, v)
+    np.testing.assert_allclose(blocked, full, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize(("n", "k", "with_context"), [(6, 2, False), (3, 4, True)])
@@ -248,6 +256,14 @@ def _distribution_log_prob(net, xs, context):
 @eqx.filter_jit
 def _sample_cached(net, key, context):
     return sample_and_log_prob(net, key, (NUM_SAMPLES,), context=context, cached=True)
+
+
+@jax.jit
+def _blocked_and_full_attention(q, k, v):
+    scores = jnp.einsum("hme,hse->hms", q, k) / np.sqrt(q.shape[-1])
+    causal = np.tril(np.ones((q.shape[1], q.shape[1]), bool))
+    full = jnp.einsum("hms,hse->hme", jax.nn.softmax(jnp.where(causal, scores, -jnp.inf), axis=-1), v)
+    return _causal_attend(q, k.swapaxes(1, 2), v), full
 
 
 @eqx.filter_jit

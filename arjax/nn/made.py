@@ -132,19 +132,28 @@ class MADE(eqx.Module):
         return _with_zero_column(weights @ self._hidden(first, masked) + bias, self.num_positions)
 
     def init_cache(self, context: Float[Array, " C"] | None = None) -> dict:
-        """Fast-path state: the first layer's pre-activation and every hidden layer's activations.
+        """Fast-path state: what the first layer has read so far, and every hidden layer's activations.
 
         A hidden unit of degree ``d`` reads only ``x[:d]``, so it is final as soon as ``x[d-1]``
-        is known and never changes afterwards. Each ``decode_step(cache, i, token)`` adds the
-        weight column of the new token to the first layer's pre-activation (linear in the one-hot
-        input), computes only the hidden units of degree ``i`` in every layer, and evaluates the
-        ``K - 1`` output rows of position ``i``, which read units of degree ``≤ i``. Sampling all
-        ``N`` positions therefore costs about one full forward pass instead of ``N``.
+        is known and never changes afterwards. Each ``decode_step(cache, i, token)`` computes only
+        the hidden units of degree ``i`` in every layer and the ``K - 1`` output rows of position
+        ``i``, which read units of degree ``≤ i``. Sampling all ``N`` positions therefore costs
+        about one full forward pass instead of ``N``.
 
-        The cache also holds the masked weights in the form the steps read them (the first
-        layer's columns against category 0 as contiguous rows, the output rows as differences
-        to category 0): computed once per sampling pass instead of once per step, and shared,
-        unbatched, by every sequence of a ``vmap``.
+        Tokens (with hidden layers): the cache holds the indicators of the tokens read so far
+        (``[N(K-1)]``, against category 0), from which the first layer's units of degree ``i``
+        are computed directly, and the output logits accumulated so far: the last layer's units
+        of degree ``i`` are pushed into the logits of every later position as soon as they are
+        computed. A step so reads the ``N(K-1)`` indicators, one hidden layer and the logits,
+        rather than rewriting the first layer's pre-activation and reading the last hidden layer.
+        Families (or ``depth=0``): the first layer's pre-activation is kept and updated by the
+        weight column of each new input (linear in the features).
+
+        The cache also holds the masked weights in the form the steps read them (for tokens, the
+        first layer's columns against category 0 and the output rows as differences to category
+        0, both stored unit by unit so a step reads its units' weights as contiguous rows):
+        computed once per sampling pass instead of once per step, and shared, unbatched, by every
+        sequence of a ``vmap``.
         """
         context = check_context(context, self.context_shape)
         masked = self._masked_weights()
@@ -153,13 +162,16 @@ class MADE(eqx.Module):
         else:
             base, columns = _against_category_zero(masked[0].T, self.num_categories)
             first = base + self.biases[0] + self._context_term(0, context)
-        cache = {"first": first, "first_deltas": columns}
-        if self.depth:
-            output_weights, output_bias = self._output_layer(masked[-1], context)
-            hidden = [jnp.zeros(self.width, first.dtype) for _ in range(self.depth)]
-            cache.update(hidden=hidden, layer_weights=masked[1:-1], output_weights=output_weights,
-                         output_bias=output_bias)  # fmt: skip
-        return cache
+        if not self.depth:
+            return {"first": first, "first_deltas": columns}
+        output_weights, output_bias = self._output_layer(masked[-1], context)
+        hidden = [jnp.zeros(self.width, first.dtype) for _ in range(self.depth)]
+        if self.num_categories is None:
+            return {"first": first, "first_deltas": columns, "hidden": hidden, "layer_weights": masked[1:-1],
+                    "output_weights": output_weights, "output_bias": output_bias}  # fmt: skip
+        return {"first": first, "first_columns": columns.T, "inputs": jnp.zeros(columns.shape[0], first.dtype),
+                "hidden": hidden, "layer_weights": masked[1:-1], "output_columns": output_weights.T,
+                "logits": output_bias}  # fmt: skip
 
     def decode_step(self, cache: dict, i: Int[Array, ""], token: Int[Array, ""]) -> tuple[Float[Array, " K"], dict]:
         """Logits of position ``i`` given ``token = x[i-1]`` (ignored at ``i = 0``), relative to category 0.
@@ -171,16 +183,20 @@ class MADE(eqx.Module):
         i, token = check_decode_step(i, token)
         k = self.num_categories
         column = jnp.maximum(i - 1, 0) * (k - 1) + jnp.maximum(token - 1, 0)
-        update = jnp.take(cache["first_deltas"], column, axis=0)
-        first = cache["first"] + jnp.where((i > 0) & (token > 0), update, 0)
+        read = (i > 0) & (token > 0)
         if self.depth == 0:
+            update = jnp.take(cache["first_deltas"], column, axis=0)
+            first = cache["first"] + jnp.where(read, update, 0)
             logits = jax.lax.dynamic_slice_in_dim(first, i * k, k)
             return logits - logits[0], {**cache, "first": first}
-        hidden = self._decode_hidden(cache, i, first)
-        rows = jax.lax.dynamic_slice_in_dim(cache["output_weights"], i * (k - 1), k - 1)
-        bias = jax.lax.dynamic_slice_in_dim(cache["output_bias"], i * (k - 1), k - 1)
-        logits = jnp.concatenate([jnp.zeros(1, bias.dtype), rows @ hidden[-1] + bias])
-        return logits, {**cache, "first": first, "hidden": hidden}
+        inputs = cache["inputs"].at[column].add(jnp.where(read, 1, 0).astype(cache["inputs"].dtype))
+        units = self._units_of_degree(i)
+        first = _rows(cache["first"], units) + _rows(cache["first_columns"], units) @ inputs
+        hidden = self._decode_hidden(cache, i, units, first)
+        pushed = cache["logits"] + _rows(hidden[-1], units) @ _rows(cache["output_columns"], units)
+        logits = jax.lax.dynamic_slice_in_dim(pushed, i * (k - 1), k - 1)
+        logits = jnp.concatenate([jnp.zeros(1, logits.dtype), logits])
+        return logits, {**cache, "inputs": inputs, "hidden": hidden, "logits": pushed}
 
     @property
     def _layout(self) -> FamilyLayout:
@@ -205,15 +221,16 @@ class MADE(eqx.Module):
         param_rows = jnp.asarray(layout.param_rows)[i]
         if self.depth == 0:
             return jnp.take(first, param_rows, mode="fill", fill_value=0), {**cache, "first": first}
-        hidden = self._decode_hidden(cache, i, first)
+        units = self._units_of_degree(i)
+        hidden = self._decode_hidden(cache, i, units, _rows(first, units))
         params = _rows(cache["output_weights"], param_rows) @ hidden[-1] + _rows(cache["output_bias"], param_rows)
         return params, {**cache, "first": first, "hidden": hidden}
 
-    def _decode_hidden(self, cache: dict, i, first) -> list[Array]:
-        """The hidden layers with the units of degree ``i`` (final once ``x[i-1]`` is known) filled in."""
-        units = self._units_of_degree(i)
+    def _decode_hidden(self, cache: dict, i, units, first) -> list[Array]:
+        """The hidden layers with the units of degree ``i`` (final once ``x[i-1]`` is known) filled in,
+        from the first layer's pre-activation ``first`` of those ``units``."""
         hidden = list(cache["hidden"])
-        hidden[0] = hidden[0].at[units].set(self.activation(_rows(first, units)), mode="drop")
+        hidden[0] = hidden[0].at[units].set(self.activation(first), mode="drop")
         for layer in range(1, self.depth):
             weights = _rows(cache["layer_weights"][layer - 1], units)
             out = self.activation(weights @ hidden[layer - 1] + _rows(self.biases[layer], units))

@@ -13,9 +13,16 @@ Two evaluations share the weights:
   layer is one large matrix product and its gradient two more of the same size, which XLA runs
   at full speed on CPU, where ``lax.conv``'s weight gradient is slow
   (``benchmarks/sampling.py --sections pixelcnn_conv_baseline`` compares both on the same weights).
-* ``decode_step`` computes one site per layer from the cached input maps of every layer: the
-  taps of the site are gathered and contracted with the unmasked kernel entries, costing
-  ``depth · taps · width²`` per site instead of a full network pass.
+  A layer with fewer output than input channels (the logits layer) multiplies each input row once
+  by all ``h + 1`` kernel rows and adds the products into the output rows they reach ("push"),
+  instead of stacking ``h + 1`` shifted copies of its wide input ("pull"): the same products, with
+  the copies made of the narrow side.
+* ``decode_step`` splits each kernel into its ``h`` rows above and its causal half-row. When a
+  lattice row starts, the rows above are complete in every layer's cached input map, so their
+  contribution to the whole row is one Toeplitz product per layer, for the whole batch at once;
+  each site then adds only its ``h`` (type A) or ``h + 1`` (type B) taps to the left, read as one
+  contiguous slice of the map. Per sample this is about one forward pass, in ``L`` large products
+  instead of ``L²`` gathers of every tap.
 """
 
 import math
@@ -41,13 +48,22 @@ class PixelCNNCache(NamedTuple):
     """Decoding state of a [`PixelCNN`][arjax.nn.PixelCNN] for one sequence.
 
     Attributes:
-        inputs: the input map of every masked layer, flattened in raster order with one extra
-            all-zero row at index ``N`` that stands for sites outside the lattice. ``inputs[0]``
-            holds the one-hot tokens ``[N + 1, K]``; ``inputs[j]`` for ``j ≥ 1`` holds the
-            activations fed to hidden layer ``j``, ``[N + 1, width]``.
+        inputs: the input map of every masked layer, ``[L + h, L + h, C]``: lattice site
+            ``(r, c)`` at ``[r + h, c + h]``, behind ``h`` zero rows on top and ``h`` zero columns
+            on the left that stand for sites outside the lattice. ``inputs[0]`` holds the one-hot
+            tokens (``C = K``), ``inputs[j]`` for ``j ≥ 1`` the activations fed to layer ``j``.
+        above: every masked layer's output for the current lattice row from the ``h`` rows above
+            it, bias included, ``[L, D]``; filled in when the row starts.
+        above_weights: every masked layer's Toeplitz matrix of its ``h`` kernel rows above, in
+            the form ``above`` is computed with (the same for every sequence of a batch).
+        left_weights: every masked layer's taps to the left in the current row (and the site
+            itself in type-B layers), ``[taps · C, D]``.
     """
 
-    inputs: tuple[Float[Array, "N+1 C"], ...]
+    inputs: tuple[Float[Array, "Lh Lh C"], ...]
+    above: tuple[Float[Array, "L D"], ...]
+    above_weights: tuple[Float[Array, "M T"], ...]
+    left_weights: tuple[Float[Array, "M D"], ...]
 
 
 class PixelCNN(eqx.Module):
@@ -209,18 +225,25 @@ class PixelCNN(eqx.Module):
         return a.reshape(self.num_positions, self.num_categories)
 
     def init_cache(self, context: None = None) -> PixelCNNCache:
-        """Empty decoding state for one sequence: zero input maps for every masked layer.
+        """Empty decoding state for one sequence: zero input maps for every masked layer, and the
+        kernels in the form the steps read them.
 
         Example:
             >>> import jax
             >>> net = PixelCNN(3, width=8, half_kernel=1, key=jax.random.key(0))
             >>> [m.shape for m in net.init_cache().inputs]
-            [(10, 2), (10, 8), (10, 8)]
+            [(4, 4, 2), (4, 4, 8), (4, 4, 8)]
         """
         self._check_context(context)
+        layers = self._masked_layers()
+        size = self.L + self.half_kernel
         dtype = self.first.weight.dtype
-        layers = (self.first,) + tuple(block.conv for block in self.blocks)
-        return PixelCNNCache(tuple(jnp.zeros((self.num_positions + 1, c.weight.shape[1]), dtype) for c in layers))
+        return PixelCNNCache(
+            inputs=tuple(jnp.zeros((size, size, conv.weight.shape[1]), dtype) for conv in layers),
+            above=tuple(jnp.zeros((self.L, conv.weight.shape[0]), dtype) for conv in layers),
+            above_weights=tuple(conv.above_weights() for conv in layers),
+            left_weights=tuple(conv.left_weights() for conv in layers),
+        )
 
     def decode_step(
         self, cache: PixelCNNCache, i: Int[Array, ""] | int, token: Int[Array, ""] | int
@@ -228,9 +251,10 @@ class PixelCNN(eqx.Module):
         """Logits of site ``i`` given ``token = x[i-1]``, and the cache with site ``i`` filled in.
 
         ``i`` may be traced (e.g. the counter of a ``lax.scan``); ``token`` is ignored at
-        ``i = 0``. Sites must be decoded in raster order ``0, 1, ..., N-1``. Each layer computes
-        site ``i`` alone from the taps gathered out of its cached input map; the logits equal
-        row ``i`` of ``net(x)``.
+        ``i = 0``. Sites must be decoded in raster order ``0, 1, ..., N-1``. At the first site
+        of a lattice row every layer computes that row's contribution of the rows above it
+        (one Toeplitz product); each site then adds its taps to the left in the current row,
+        a slice of the layer's cached input map. The logits equal row ``i`` of ``net(x)``.
 
         Example:
             >>> import jax, jax.numpy as jnp
@@ -245,15 +269,28 @@ class PixelCNN(eqx.Module):
             True
         """
         i, token = check_decode_step(i, token)
+        L, h = self.L, self.half_kernel
+        row, col = i // L, i % L
         onehot = jax.nn.one_hot(token, self.num_categories, dtype=cache.inputs[0].dtype) * (i > 0)
-        maps = [_write(cache.inputs[0], jnp.maximum(i - 1, 0), onehot)]
-        a = self.first.at(maps[0], i)
-        for block, inputs in zip(self.blocks, cache.inputs[1:]):
-            maps.append(_write(inputs, i, block.inputs(a)))
-            a = block.combine(a, block.conv.at(maps[-1], i))
+        previous = jnp.maximum(i - 1, 0)
+        inputs = (_write(cache.inputs[0], previous // L + h, previous % L + h, onehot),) + cache.inputs[1:]
+        layers = self._masked_layers()
+
+        def rows_above(inputs):
+            return tuple(conv.rows_above(m, row, w) for conv, m, w in zip(layers, inputs, cache.above_weights))
+
+        above = lax.cond(col == 0, rows_above, lambda _: cache.above, inputs)
+        maps = [inputs[0]]
+        a = self.first.left(maps[0], row, col, cache.left_weights[0]) + above[0][col]
+        for block, m, a_above, w in zip(self.blocks, inputs[1:], above[1:], cache.left_weights[1:]):
+            maps.append(_write(m, row + h, col + h, block.inputs(a)))
+            a = block.combine(a, block.conv.left(maps[-1], row, col, w) + a_above[col])
         if self.head is not None:
             a = self.head(a)
-        return a, PixelCNNCache(tuple(maps))
+        return a, cache._replace(inputs=tuple(maps), above=above)
+
+    def _masked_layers(self) -> tuple["_MaskedConv", ...]:
+        return (self.first,) + tuple(block.conv for block in self.blocks)
 
     def _check_x(self, x) -> None:
         shape = jnp.shape(x)
@@ -289,10 +326,11 @@ class _MaskedConv(eqx.Module):
 
     def __call__(self, u: Float[Array, "L L C"]) -> Float[Array, "L L D"]:
         L, h = self.L, self.half_kernel
+        out_channels, in_channels = self.weight.shape[:2]
         tile = _tile_width(L, h)
-        selection = _selection(L, h, self.exclusive, self.padding == "periodic", tile)
-        toeplitz = jnp.einsum("rdjn,oird->rjino", selection, self.weight[:, :, : h + 1])
-        toeplitz = toeplitz.reshape(-1, tile * self.weight.shape[0])
+        if tile == L and out_channels < in_channels:
+            return self._push(u)
+        toeplitz = self._toeplitz(h + 1).reshape(-1, tile * out_channels)
         rows = jnp.pad(u, ((h, 0), (0, 0), (0, 0)))
         rows = jnp.stack([rows[d : d + L] for d in range(h + 1)], axis=1)
         if tile == L:
@@ -300,14 +338,54 @@ class _MaskedConv(eqx.Module):
         else:
             windows = _column_windows(rows, h, tile, self.padding)
             out = windows.reshape(L, windows.shape[1], -1) @ toeplitz
-        return out.reshape(L, -1, self.weight.shape[0])[:, :L] + self.bias
+        return out.reshape(L, -1, out_channels)[:, :L] + self.bias
 
-    def at(self, inputs: Float[Array, "N+1 C"], i: Int[Array, ""]) -> Float[Array, " D"]:
-        sites = _tap_sites(self.L, self.half_kernel, self.exclusive, self.padding == "periodic")
-        rows, cols = np.asarray(_taps(self.half_kernel, self.exclusive)).T + self.half_kernel
-        patch = inputs[jnp.asarray(sites)[i]].reshape(-1)
-        taps = jnp.transpose(self.weight[:, :, rows, cols], (2, 1, 0)).reshape(patch.shape[0], -1)
-        return patch @ taps + self.bias
+    def above_weights(self) -> Float[Array, "M T"]:
+        """Toeplitz matrix of the ``h`` kernel rows above, as ``rows_above`` multiplies it."""
+        return self._toeplitz(self.half_kernel).reshape(-1, _tile_width(self.L, self.half_kernel) * self.weight.shape[0])
+
+    def left_weights(self) -> Float[Array, "M D"]:
+        """Kernel entries of the current row's taps (left of the site, and the site if type B), ``[taps·C, D]``."""
+        h = self.half_kernel
+        taps = h if self.exclusive else h + 1
+        return jnp.transpose(self.weight[:, :, h, :taps], (2, 1, 0)).reshape(taps * self.weight.shape[1], -1)
+
+    def rows_above(self, inputs: Float[Array, "Lh Lh C"], row: Int[Array, ""], weights: Array) -> Float[Array, "L D"]:
+        """Output of lattice row ``row`` from the ``h`` rows above it, bias included."""
+        L, h = self.L, self.half_kernel
+        zero = jnp.zeros((), row.dtype)
+        slab = lax.dynamic_slice(inputs, (row, zero + h, zero), (h, L, inputs.shape[-1]))
+        tile = _tile_width(L, h)
+        if tile == L:
+            out = slab.reshape(-1) @ weights
+        else:
+            windows = _column_windows(slab[None], h, tile, self.padding, above=h)
+            out = windows.reshape(windows.shape[1], -1) @ weights
+        return out.reshape(-1, self.weight.shape[0])[:L] + self.bias
+
+    def left(self, inputs: Float[Array, "Lh Lh C"], row: Int[Array, ""], col: Int[Array, ""], weights: Array) -> Float[Array, " D"]:
+        """The current row's taps of site ``(row, col)``: one contiguous slice of the padded map."""
+        h = self.half_kernel
+        taps = h if self.exclusive else h + 1
+        window = lax.dynamic_slice(inputs, (row + h, col, jnp.zeros((), row.dtype)), (1, taps, inputs.shape[-1]))
+        return window.reshape(-1) @ weights
+
+    def _push(self, u: Float[Array, "L L C"]) -> Float[Array, "L L D"]:
+        """Whole rows, each input row times all ``h + 1`` Toeplitz blocks, summed into the rows they reach."""
+        L, h = self.L, self.half_kernel
+        out_channels = self.weight.shape[0]
+        toeplitz = jnp.moveaxis(self._toeplitz(h + 1), 0, 2).reshape(L * self.weight.shape[1], -1)
+        pushed = (u.reshape(L, -1) @ toeplitz).reshape(L, h + 1, L * out_channels)
+        pushed = jnp.pad(pushed, ((h, 0), (0, 0), (0, 0)))
+        out = sum(pushed[d : d + L, d] for d in range(h + 1))
+        return out.reshape(L, L, out_channels) + self.bias
+
+    def _toeplitz(self, rows: int) -> Float[Array, "R J C T D"]:
+        """Kernel rows ``0 … rows-1`` (from ``h`` rows above) as Toeplitz blocks ``[rows, J, C, tile, D]``."""
+        h = self.half_kernel
+        tile = _tile_width(self.L, h)
+        selection = _selection(self.L, h, self.exclusive, self.padding == "periodic", tile)[:rows]
+        return jnp.einsum("rdjn,oird->rjino", selection, self.weight[:, :, :rows])
 
 
 class _Pointwise(eqx.Module):
@@ -364,17 +442,22 @@ def _dense_scales(in_channels: int, out_channels: int) -> list[np.ndarray]:
     return [np.full((out_channels, in_channels), scale), np.full(out_channels, scale)]
 
 
-def _write(inputs: Array, site: Array, row: Array) -> Array:
-    return lax.dynamic_update_slice(inputs, row[None].astype(inputs.dtype), (site, jnp.zeros((), site.dtype)))
+def _write(inputs: Array, r: Array, c: Array, value: Array) -> Array:
+    return lax.dynamic_update_slice(inputs, value[None, None].astype(inputs.dtype), (r, c, jnp.zeros((), r.dtype)))
 
 
-def _column_windows(rows: Array, h: int, tile: int, padding: str) -> Array:
-    """Overlapping column windows ``[L, tiles, h+1, tile+2h, C]`` of the row stack ``[L, h+1, L, C]``."""
-    L = rows.shape[0]
+def _column_windows(rows: Array, h: int, tile: int, padding: str, above: int | None = None) -> Array:
+    """Overlapping column windows ``[M, tiles, R, tile+2h, C]`` of row stacks ``[M, R, L, C]``.
+
+    The first ``above`` rows of a stack (default ``h``) lie above the output row and wrap around
+    when periodic; the others are in the output row and are zero-padded.
+    """
+    above = h if above is None else above
+    L = rows.shape[2]
     tiles = -(-L // tile)
     widths = ((0, 0), (0, 0), (h, tiles * tile - L + h), (0, 0))
-    above = jnp.pad(rows[:, :h], widths, mode="wrap" if padding == "periodic" else "constant")
-    padded = jnp.concatenate([above, jnp.pad(rows[:, h:], widths)], axis=1)
+    wrapped = jnp.pad(rows[:, :above], widths, mode="wrap" if padding == "periodic" else "constant")
+    padded = jnp.concatenate([wrapped, jnp.pad(rows[:, above:], widths)], axis=1)
     return jnp.stack([padded[:, :, t * tile : t * tile + tile + 2 * h] for t in range(tiles)], axis=1)
 
 
@@ -417,17 +500,3 @@ def _selection(L: int, h: int, exclusive: bool, periodic: bool, tile: int) -> np
             elif 0 <= n + dc < L:
                 S[dr + h, dc + h, n + dc, n] = 1
     return S
-
-
-@lru_cache(maxsize=None)
-def _tap_sites(L: int, h: int, exclusive: bool, periodic: bool) -> np.ndarray:
-    """``[N, taps]`` raster index of the site each tap reads, ``N`` (the zero row) off the lattice."""
-    taps = _taps(h, exclusive)
-    sites = np.full((L * L, len(taps)), L * L, np.int32)
-    for r in range(L):
-        for c in range(L):
-            for m, (dr, dc) in enumerate(taps):
-                col = (c + dc) % L if periodic and dr < 0 else c + dc
-                if r + dr >= 0 and 0 <= col < L:
-                    sites[r * L + c, m] = (r + dr) * L + col
-    return sites
