@@ -106,7 +106,7 @@ def compositionally_valid(species: Sequence[str]) -> bool:
     stoichiometry = [counts[s] // divisor for s in symbols]
     elements = smact.element_dictionary(symbols)
     electronegativities = [elements[s].pauling_eneg for s in symbols]
-    for states in itertools.product(*[elements[s].oxidation_states for s in symbols]):
+    for states in itertools.product(*[elements[s].oxidation_states or () for s in symbols]):
         if sum(q * n for q, n in zip(states, stoichiometry)) != 0:
             continue
         try:
