@@ -6,11 +6,13 @@ Writes into ``arjax/crystal/data/``:
   ``wyckoff_list.csv``) and, per group, the spglib Hall number of the same setting.
 * ``perov_5.csv.gz`` — every Perov-5 crystal (val and test splits) as a readable Wyckoff string
   found with spglib, with its formation energies and band gaps.
-* the licence notices of both sources.
+* ``mp_20_biternary.csv.gz`` — every readable MP-20 binary/ternary crystal (val and test splits of
+  the source) as a Wyckoff string, with formation energy, band gap and E_hull (``--mp20``).
+* the licence notices of the sources.
 
 Needs spglib (``pip install spglib``). Usage::
 
-    python scripts/derive_crystal_data.py --source ../shared/data
+    python scripts/derive_crystal_data.py --source ../shared/data [--mp20] [--skip-perov]
 """
 
 import argparse
@@ -36,12 +38,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", type=Path, default=ROOT.parent / "shared" / "data", help="reference data folder")
     parser.add_argument("--symprec", type=float, default=1e-3, help="spglib symmetry tolerance (Å)")
-    parser.add_argument("--skip-perov", action="store_true", help="only derive the Wyckoff tables")
+    parser.add_argument("--skip-perov", action="store_true", help="do not derive perov_5.csv.gz")
+    parser.add_argument("--mp20", action="store_true", help="also derive mp_20_biternary.csv.gz")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     derive_wyckoff(args.source / "wyckoff")
     if not args.skip_perov:
         derive_perov5(args.source / "perov_5", args.symprec)
+    if args.mp20:
+        derive_mp20(args.source / "mp_20_biternary", args.symprec)
 
 
 def derive_wyckoff(source: Path) -> None:
@@ -95,6 +100,32 @@ def derive_perov5(source: Path, symprec: float) -> None:
     _write_gzip(OUT / "perov_5.csv.gz", out.getvalue().encode())
     shutil.copyfile(source / "LICENSE", OUT / "LICENSE-perov_5.txt")
     print(f"perov_5.csv.gz: {counts} crystals in {time.perf_counter() - start:.1f} s")
+
+
+def derive_mp20(source: Path, symprec: float) -> None:
+    sys.path.insert(0, str(ROOT))
+    from arjax.crystal.corpus import MP20_PROPERTIES, load_cif_corpus
+    from arjax.crystal.notation import parse_crystal
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(("material_id", "split", "formula", "crystal", *MP20_PROPERTIES))
+    start = time.perf_counter()
+    for split in ("val", "test"):
+        corpus = load_cif_corpus(source / f"{split}.csv.gz", symprec=symprec,
+                                 columns=("pretty_formula", "spacegroup.number", *MP20_PROPERTIES))
+        other_group = 0
+        for r in corpus.records:
+            other_group += parse_crystal(r["crystal"]).space_group != int(r["spacegroup.number"])
+            values = [f"{float(r[name]):.6g}" for name in MP20_PROPERTIES]
+            writer.writerow((r["name"], split, r["pretty_formula"], r["crystal"], *values))
+        print(f"mp_20_biternary {split}: {len(corpus.records)} kept, skipped {corpus.skip_counts()}, "
+              f"{other_group} with another space group than the source's spacegroup.number, "
+              f"{time.perf_counter() - start:.0f} s", flush=True)
+        for name, kind, reason in corpus.skipped:
+            print(f"  skipped {name}: {reason}")
+    _write_gzip(OUT / "mp_20_biternary.csv.gz", out.getvalue().encode())
+    shutil.copyfile(source / "README.md", OUT / "README-mp_20_biternary.md")
 
 
 def _read_p1_cif(cif: str):

@@ -1,0 +1,157 @@
+"""Inverse design with the mixed crystal model: its exact skeleton marginal as a token model, and geometry
+completion.
+
+Because ``CrystalEncoder`` puts the skeleton (group, letters, elements) before the geometry, the
+first ``2S + 1`` conditionals of a ``CrystalTransformer`` are the exact marginal
+``p(group, letters, elements)``. ``SkeletonNet`` exposes them as an ordinary token net, so
+``arjax.Autoregressive(SkeletonNet(net), allowed=encoder.allowed)`` is a token distribution that
+``arjax.mcmc.cloze``, ``arjax.mcmc.independence`` and ``arjax.train.fit_reward`` take as they are;
+``complete_geometry`` then draws the coordinates and lattice of given skeletons from the full model.
+"""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from arjax.crystal.net import CrystalTransformer
+from arjax.families.layout import net_layout
+
+__all__ = ["SkeletonNet", "complete_geometry", "skeleton_template"]
+
+
+class SkeletonNet(eqx.Module):
+    """The skeleton part of a ``CrystalTransformer`` as a token net over ``2S + 1`` positions.
+
+    ``net(tokens) -> [2S + 1, K]`` logits, row ``i`` reading ``tokens[:i]``: the full net's rows of
+    the skeleton positions (the geometry slots it pads with come later and cannot affect them).
+    The weights are the full net's, so fine-tuning this view fine-tunes the crystal model.
+
+    Example:
+        >>> import jax
+        >>> from arjax import Autoregressive
+        >>> from arjax.crystal import CrystalEncoder, CrystalTransformer
+        >>> enc = CrystalEncoder(space_groups=[225], elements=["Na", "Cl"], max_sites=2)
+        >>> view = SkeletonNet(CrystalTransformer(enc, d_model=16, num_heads=2, num_layers=1, key=jax.random.key(0)))
+        >>> p = Autoregressive(view, allowed=enc.allowed)
+        >>> x = p.sample(jax.random.key(1), (3,))
+        >>> x.shape, x.dtype
+        ((3, 5), dtype('int32'))
+    """
+
+    crystal: CrystalTransformer
+    num_positions: int = eqx.field(static=True)
+    num_categories: int = eqx.field(static=True)
+
+    def __init__(self, crystal: CrystalTransformer):
+        if not isinstance(crystal, CrystalTransformer):
+            raise TypeError(f"crystal must be a CrystalTransformer, got {type(crystal).__name__}")
+        self.crystal = crystal
+        self.num_positions = crystal.encoder.coordinate_start
+        self.num_categories = crystal.encoder.num_categories
+
+    def __call__(self, x: Int[Array, " M"], context: None = None) -> Float[Array, "M K"]:
+        encoder = self.crystal.encoder
+        full = _padded(encoder, jnp.asarray(x))
+        return self.crystal(full)[: self.num_positions, : encoder.num_categories]
+
+
+def complete_geometry(
+    net: CrystalTransformer, skeletons: Int[Array, "B M"], *, key: PRNGKeyArray
+) -> Float[Array, "B N"]:
+    """Full sequences: each skeleton (``2S + 1`` tokens) followed by coordinates and lattice drawn from ``net``.
+
+    The geometry is an exact sample of ``p(coordinates, lattice | skeleton)`` (the cached decoder,
+    skeleton tokens forced).
+
+    Example:
+        >>> import jax
+        >>> from arjax.crystal import CrystalEncoder, CrystalTransformer
+        >>> enc = CrystalEncoder(space_groups=[225], elements=["Na", "Cl"], max_sites=2)
+        >>> net = CrystalTransformer(enc, d_model=16, num_heads=2, num_layers=1, key=jax.random.key(0))
+        >>> skeleton = enc.encode("225-a-Na-e-Cl-0.25-X-5.6")[: enc.coordinate_start].astype(int)
+        >>> x = complete_geometry(net, skeleton[None], key=jax.random.key(1))
+        >>> enc.decode(x[0]).sites[1].letter, enc.decode(x[0]).sites[1].element
+        ('e', 'Cl')
+    """
+    skeletons = jnp.asarray(skeletons)
+    return _complete(net, skeletons, jax.random.split(key, skeletons.shape[0]))
+
+
+def skeleton_template(encoder, text: str) -> tuple[np.ndarray, np.ndarray]:
+    """Tokens of a skeleton template such as ``"225-a-?-b-?-c-?-e-O"`` and the positions of its ``?``.
+
+    The template lists the space group and then ``letter-element`` pairs in the order the encoder
+    sorts sites (by letter); ``?`` stands for an element. The placeholders are set to the first
+    element of the vocabulary.
+
+    >>> from arjax.crystal import CrystalEncoder
+    >>> enc = CrystalEncoder(space_groups=[225], elements=["O", "Sr", "Ti"], max_sites=4)
+    >>> tokens, holes = skeleton_template(enc, "225-a-?-b-?-c-Sr-e-O")
+    >>> [enc.vocabulary[t] for t in tokens], holes.tolist()
+    (['sg:225', 'w:a', 'el:O', 'w:b', 'el:O', 'w:c', 'el:Sr', 'w:e', 'el:O'], [2, 4])
+    """
+    parts = [p.strip() for p in text.split("-")]
+    if len(parts) % 2 != 1 or len(parts) < 3:
+        raise ValueError(f"template {text!r}: expected 'group-letter-element-…' with ? for elements")
+    g = int(parts[0])
+    if g not in encoder.space_groups:
+        raise ValueError(f"template {text!r}: space group {g} is not in the vocabulary")
+    from arjax.crystal.encoder import END
+    from arjax.crystal.wyckoff import wyckoff_letters
+
+    letters = wyckoff_letters(g)
+    num_sites = (len(parts) - 1) // 2
+    if num_sites > encoder.max_sites:
+        raise ValueError(f"template {text!r}: {num_sites} sites, more than max_sites={encoder.max_sites}")
+    tokens = np.zeros(encoder.coordinate_start, np.int32)
+    tokens[0] = encoder.group_start + encoder.space_groups.index(g)
+    holes = []
+    for s in range(num_sites):
+        letter, element = parts[1 + 2 * s], parts[2 + 2 * s]
+        if letter not in letters:
+            raise ValueError(f"template {text!r}: space group {g} has no Wyckoff letter {letter!r}")
+        tokens[1 + 2 * s] = encoder.letter_start + letters.index(letter)
+        if element == "?":
+            holes.append(2 + 2 * s)
+            tokens[2 + 2 * s] = encoder.element_start
+        elif element in encoder.elements:
+            tokens[2 + 2 * s] = encoder.element_start + encoder.elements.index(element)
+        else:
+            raise ValueError(f"template {text!r}: element {element!r} is not in the vocabulary")
+    if num_sites < encoder.max_sites:
+        tokens[1 + 2 * num_sites] = END
+    return tokens, np.array(holes, np.int32)
+
+
+def _padded(encoder, tokens: Int[Array, " M"]) -> Float[Array, " N"]:
+    off = jnp.asarray([1.0, 1.0, 1.0, 90.0, 90.0, 90.0])
+    dtype = jnp.result_type(float)
+    geometry = jnp.concatenate([jnp.zeros(encoder.lattice_start - encoder.coordinate_start), off]).astype(dtype)
+    return jnp.concatenate([tokens.astype(dtype), geometry])
+
+
+@eqx.filter_jit
+def _complete(net, skeletons, keys):
+    layout = net_layout(net)
+    encoder = net.encoder
+    n, m = net.num_positions, encoder.coordinate_start
+
+    def one(skeleton, key):
+        uniforms = jax.random.uniform(key, (n, layout.num_uniforms))
+        forced = _padded(encoder, skeleton).astype(layout.value_dtype)
+
+        def step(carry, i):
+            cache, previous, x = carry
+            params, cache = net.decode_step(cache, i, previous)
+            drawn, _ = layout.sample_at(i, params, uniforms[i], None)
+            value = jnp.where(i < m, forced[i], drawn)
+            return (cache, value, x.at[i].set(value)), None
+
+        init = (net.init_cache(), jnp.zeros((), layout.value_dtype), jnp.zeros(n, layout.value_dtype))
+        (_, _, x), _ = lax.scan(step, init, jnp.arange(n))
+        return x
+
+    return jax.vmap(one)(skeletons, keys)

@@ -1,0 +1,201 @@
+"""Two position families the crystal encoding needs beside those of ``arjax.families``.
+
+* ``Gated(base, off_value)``: a position that is either drawn from ``base`` or fixed at
+  ``off_value``, as a leading raw parameter (the gate) says. The crystal net sets the gate from the
+  prefix (a coordinate slot is on only when its site's Wyckoff letter has that many free
+  coordinates), so an inactive slot is a point mass: log-probability 0 at ``off_value``, ``-inf``
+  elsewhere, and it adds no dimension to the density.
+* ``LogitNormalMixture(M, low, high)``: values in the open interval ``(low, high)`` (lattice
+  angles in degrees), a Gaussian mixture of ``logit((x - low) / (high - low))``.
+"""
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro.distributions as dist
+from jax.scipy.special import ndtr
+from jaxtyping import Array, Float
+from numpyro.distributions import constraints
+from numpyro.distributions.transforms import AffineTransform, SigmoidTransform
+
+from arjax.families import Family, GaussianMixture
+
+__all__ = ["Gated", "LogitNormalMixture"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Gated(Family):
+    r"""``base`` when the gate parameter is positive, else the point mass at ``off_value``.
+
+    Raw parameters ``[gate, θ_base…]``. With the gate on, ``log_prob``, ``sample``, ``cdf`` are
+    those of ``base``; with it off the value is exactly ``off_value`` (``log_prob`` 0 there and
+    ``-inf`` anywhere else). ``off_value`` must lie in ``base``'s support. A value enters a net as
+    ``base``'s features.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from arjax.families import VonMisesMixture
+        >>> family = Gated(VonMisesMixture(1), off_value=0.0)
+        >>> on, off = jnp.array([1.0, 0.0, 0.25, 2.0]), jnp.array([-1.0, 0.0, 0.25, 2.0])
+        >>> float(family.log_prob(off, jnp.float32(0.0))), float(family.log_prob(off, jnp.float32(0.3)))
+        (0.0, -inf)
+        >>> round(float(family.sample(on, jnp.array([0.5, 0.5]))), 4), float(family.sample(off, jnp.array([0.5, 0.5])))
+        (0.25, 0.0)
+    """
+
+    base: Family
+    off_value: float
+    name = "Gated"
+
+    def __post_init__(self):
+        if not isinstance(self.base, Family) or self.base.is_discrete:
+            raise ValueError(f"base must be a continuous arjax.families.Family, got {self.base!r}")
+        object.__setattr__(self, "off_value", float(self.off_value))
+        if not bool(self.base.support(jnp.asarray(self.off_value))):
+            raise ValueError(f"off_value={self.off_value} is outside the support of {self.base!r}")
+
+    @property
+    def num_params(self) -> int:
+        return 1 + self.base.num_params
+
+    @property
+    def num_features(self) -> int:
+        return self.base.num_features
+
+    @property
+    def num_uniforms(self) -> int:
+        return self.base.num_uniforms
+
+    @property
+    def support(self) -> constraints.Constraint:
+        return self.base.support
+
+    def is_on(self, params: Float[Array, " P"]) -> Array:
+        """Whether the gate ``params[0]`` is positive."""
+        return params[..., 0] > 0
+
+    def log_prob(self, params: Float[Array, " P"], value: Float[Array, ""]) -> Float[Array, ""]:
+        on = self.is_on(params)
+        base = self.base.log_prob(params[1:], value)
+        point = jnp.where(value == self.off_value, 0.0, -jnp.inf).astype(base.dtype)
+        return jnp.where(on, base, point)
+
+    def draw(self, params: Float[Array, " P"], u: Float[Array, " U"]) -> Float[Array, ""]:
+        value = self.base.draw(params[1:], u)
+        return jnp.where(self.is_on(params), value, jnp.asarray(self.off_value, value.dtype))
+
+    def cdf(self, params: Float[Array, " P"], value: Float[Array, ""]) -> Float[Array, ""]:
+        base = self.base.cdf(params[1:], value)
+        return jnp.where(self.is_on(params), base, (value >= self.off_value).astype(base.dtype))
+
+    def features(self, value: Float[Array, ""]) -> Float[Array, " F"]:
+        return self.base.features(value)
+
+    def to_numpyro(self, params: Float[Array, "... P"]) -> dist.Distribution:
+        """``base``'s distribution where the gate is on, ``Delta(off_value)`` where it is off (gates must be known)."""
+        on = np.asarray(self.is_on(params))
+        if on.all():
+            return self.base.to_numpyro(params[..., 1:])
+        if not on.any():
+            return dist.Delta(jnp.full(params.shape[:-1], self.off_value))
+        raise ValueError("to_numpyro needs gates that are all on or all off; split the batch by gate")
+
+    def init_bias(self) -> np.ndarray:
+        return np.concatenate([[1.0], self.base.init_bias()])
+
+    def feasible_value(self) -> float:
+        return self.off_value
+
+    def config(self) -> dict:
+        return {"family": self.name, "base": self.base.config(), "off_value": self.off_value}
+
+
+@dataclasses.dataclass(frozen=True)
+class LogitNormalMixture(Family):
+    r"""``x = low + (high - low) σ(z)`` with ``z ~ Σ_k w_k N(μ_k, σ_k²)``: a mixture on ``(low, high)``.
+
+    Raw parameters as ``GaussianMixture(components)`` (of ``z``); the density of ``x`` carries the
+    Jacobian ``dz/dx = (high - low) / ((x - low)(high - x))``. A value enters a net as ``z``. For
+    lattice angles in degrees: ``low=0, high=180``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> family = LogitNormalMixture(1, low=0.0, high=180.0)
+        >>> params = jnp.array([0.0, 0.0, 0.5413])          # z ~ N(0, 1): median angle 90°
+        >>> round(float(family.cdf(params, jnp.float32(90.0))), 4)
+        0.5
+        >>> float(family.log_prob(params, jnp.float32(180.0)))
+        -inf
+    """
+
+    components: int = 1
+    low: float = 0.0
+    high: float = 180.0
+    scale_floor: float = 1e-3
+    name = "LogitNormalMixture"
+
+    def __post_init__(self):
+        object.__setattr__(self, "low", float(self.low))
+        object.__setattr__(self, "high", float(self.high))
+        if not (math.isfinite(self.low) and math.isfinite(self.high) and self.low < self.high):
+            raise ValueError(f"need finite low < high, got low={self.low}, high={self.high}")
+        object.__setattr__(self, "components", self._normal.components)
+
+    @property
+    def _normal(self) -> GaussianMixture:
+        return GaussianMixture(self.components, self.scale_floor)
+
+    @property
+    def num_params(self) -> int:
+        return self._normal.num_params
+
+    @property
+    def num_features(self) -> int:
+        return 1
+
+    @property
+    def num_uniforms(self) -> int:
+        return 2
+
+    @property
+    def support(self) -> constraints.Constraint:
+        return constraints.open_interval(self.low, self.high)
+
+    def logit(self, value: Float[Array, ""]) -> Float[Array, ""]:
+        """``z = logit((x - low) / (high - low))``, finite for ``x`` strictly inside the interval."""
+        width = self.high - self.low
+        fraction = jnp.clip((value - self.low) / width, 1e-30, 1 - 1e-7)
+        return jnp.log(fraction) - jnp.log1p(-fraction)
+
+    def log_prob(self, params: Float[Array, " P"], value: Float[Array, ""]) -> Float[Array, ""]:
+        inside = (value > self.low) & (value < self.high)
+        safe = jnp.where(inside, value, 0.5 * (self.low + self.high))
+        jacobian = math.log(self.high - self.low) - jnp.log(safe - self.low) - jnp.log(self.high - safe)
+        return jnp.where(inside, self._normal.log_prob(params, self.logit(safe)) + jacobian, -jnp.inf)
+
+    def draw(self, params: Float[Array, " P"], u: Float[Array, " 2"]) -> Float[Array, ""]:
+        z = self._normal.draw(params, u)
+        return self.low + (self.high - self.low) * jax.nn.sigmoid(z)
+
+    def cdf(self, params: Float[Array, " P"], value: Float[Array, ""]) -> Float[Array, ""]:
+        log_w, loc, scale = self._normal.unpack(params)
+        inside = jnp.sum(jnp.exp(log_w) * ndtr((self.logit(value) - loc) / scale))
+        return jnp.where(value <= self.low, 0.0, jnp.where(value >= self.high, 1.0, inside))
+
+    def features(self, value: Float[Array, ""]) -> Float[Array, " 1"]:
+        return jnp.reshape(self.logit(value), (1,))
+
+    def to_numpyro(self, params: Float[Array, "... P"]) -> dist.TransformedDistribution:
+        return dist.TransformedDistribution(
+            self._normal.to_numpyro(params),
+            [SigmoidTransform(), AffineTransform(self.low, self.high - self.low)],
+        )
+
+    def init_bias(self) -> np.ndarray:
+        return self._normal.init_bias()
+
+    def feasible_value(self) -> float:
+        return 0.5 * (self.low + self.high)

@@ -1,0 +1,142 @@
+"""``CrystalTransformer``: a causal Transformer over the mixed crystal sequence, with KV-cache decoding.
+
+The Transformer (``arjax.nn.Transformer`` with the encoder's families) gives every position's raw
+parameters; this net then sets what the prefix decides exactly, not by learning:
+
+* the gate of every continuous slot: a coordinate slot is on when its site holds a letter with
+  that many free coordinates, a lattice slot when the crystal system leaves that parameter free;
+* the scale of the lattice lengths: the log-normal locations are shifted by ``ln(N_atoms) / 3``,
+  so the net models ``length / N_atoms^(1/3)`` (CrystalFormer's normalisation) while the sequence
+  holds lengths in Å, and the density stays exact.
+"""
+
+from typing import NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from arjax.crystal.encoder import CrystalEncoder
+from arjax.crystal.encoder_grammar import group_index, site_letters
+from arjax.nn.transformer import KVCache, Transformer
+
+__all__ = ["CrystalCache", "CrystalTransformer"]
+
+
+class CrystalCache(NamedTuple):
+    """Decoding state of a ``CrystalTransformer`` for one sequence.
+
+    Attributes:
+        transformer: the Transformer's key/value cache.
+        tokens: the group and letter tokens seen so far at their positions (``[N]``, zeros elsewhere).
+    """
+
+    transformer: KVCache
+    tokens: Float[Array, " N"]
+
+
+class CrystalTransformer(eqx.Module):
+    """A crystal model's net: ``net(x) -> [N, P]`` conditional parameters, row ``i`` reading ``x[:i]``.
+
+    Use it with ``arjax.Autoregressive(net, allowed=encoder.allowed)``; sampling takes the
+    ``init_cache``/``decode_step`` fast path (one query per position against cached keys and values).
+
+    Example:
+        >>> import jax
+        >>> from arjax.crystal.encoder import CrystalEncoder
+        >>> enc = CrystalEncoder(space_groups=[221, 225], elements=["Na", "Cl"], max_sites=2, max_atoms=8)
+        >>> net = CrystalTransformer(enc, d_model=16, num_heads=2, num_layers=1, key=jax.random.key(0))
+        >>> net(jnp.asarray(enc.encode("225-a-Na-b-Cl-X-5.64"), jnp.float32)).shape
+        (17, 49)
+    """
+
+    transformer: Transformer
+    encoder: CrystalEncoder = eqx.field(static=True)
+    num_positions: int = eqx.field(static=True)
+    families: tuple = eqx.field(static=True)
+    num_categories: None = eqx.field(static=True)
+    context_shape: None = eqx.field(static=True)
+
+    def __init__(
+        self,
+        encoder: CrystalEncoder,
+        *,
+        d_model: int = 64,
+        num_heads: int = 4,
+        num_layers: int = 2,
+        mlp_ratio: int = 4,
+        key: PRNGKeyArray,
+    ):
+        """Args as ``arjax.nn.Transformer``; the positions and families come from ``encoder``."""
+        if not isinstance(encoder, CrystalEncoder):
+            raise TypeError(f"encoder must be a CrystalEncoder, got {type(encoder).__name__}")
+        self.encoder = encoder
+        self.families = encoder.families
+        self.num_positions = encoder.num_positions
+        self.num_categories = None
+        self.context_shape = None
+        self.transformer = Transformer(
+            encoder.num_positions,
+            families=encoder.families,
+            d_model=d_model,
+            num_heads=num_heads,
+            num_layers=num_layers,
+            mlp_ratio=mlp_ratio,
+            key=key,
+        )
+
+    def __call__(self, x: Float[Array, " N"], context: None = None) -> Float[Array, "N P"]:
+        """Every position's parameters (tokens: logits; continuous slots: gate and mixture parameters)."""
+        if context is not None:
+            raise ValueError("context was given, but a CrystalTransformer takes none")
+        return _set_by_prefix(self.encoder, self.transformer(x), x)
+
+    def init_cache(self, context: None = None) -> CrystalCache:
+        """Empty decoding state for one sequence."""
+        if context is not None:
+            raise ValueError("context was given, but a CrystalTransformer takes none")
+        dtype = self.transformer.token_embedding.dtype
+        return CrystalCache(self.transformer.init_cache(), jnp.zeros(self.num_positions, dtype))
+
+    def decode_step(
+        self, cache: CrystalCache, i: Int[Array, ""] | int, token: Float[Array, ""] | float
+    ) -> tuple[Float[Array, " P"], CrystalCache]:
+        """Parameters of position ``i`` given ``token = x[i-1]`` (row ``i`` of ``net(x)``), and the updated cache."""
+        params, transformer_cache = self.transformer.decode_step(cache.transformer, i, token)
+        i = jnp.asarray(i, jnp.int32)
+        previous = jnp.maximum(i - 1, 0)
+        keep = (i > 0) & jnp.asarray(_is_control_position(self.encoder))[previous]
+        tokens = cache.tokens.at[previous].set(jnp.where(keep, jnp.asarray(token, cache.tokens.dtype),
+                                                         cache.tokens[previous]))  # fmt: skip
+        rows = _set_by_prefix(self.encoder, jnp.broadcast_to(params, (self.num_positions,) + params.shape), tokens)
+        return jax.lax.dynamic_index_in_dim(rows, i, keepdims=False), CrystalCache(transformer_cache, tokens)
+
+
+def _is_control_position(encoder: CrystalEncoder) -> np.ndarray:
+    """The positions whose values the prefix rules read: the group and the letters."""
+    mask = np.zeros(encoder.num_positions, bool)
+    mask[0] = True
+    mask[encoder.letter_positions] = True
+    return mask
+
+
+def _set_by_prefix(encoder: CrystalEncoder, params: Float[Array, "N P"], x: Float[Array, " N"]) -> Float[Array, "N P"]:
+    """Gates of the continuous slots and the length scale, from the group and the letters of ``x``."""
+    t = encoder.tables
+    g = group_index(encoder, x)
+    letters, is_letter = site_letters(encoder, x)
+    free = jnp.asarray(t["free"])[g, letters]  # [S]
+    slot = jnp.arange(3)
+    coordinate_on = (is_letter[:, None] & (slot[None, :] < free[:, None])).reshape(-1)
+    lattice_on = jnp.asarray(t["lattice"])[g]
+    on = jnp.concatenate([coordinate_on, lattice_on])
+    gates = jnp.where(on, 1.0, -1.0).astype(params.dtype)
+    start = encoder.coordinate_start
+    params = params.at[start:, 0].set(gates)
+    atoms = jnp.sum(jnp.where(is_letter, jnp.asarray(t["mult"])[g, letters], 0))
+    shift = jnp.log(jnp.maximum(atoms, 1).astype(params.dtype)) / 3
+    m = encoder.lattice_components
+    lengths = slice(encoder.lattice_start, encoder.lattice_start + 3)
+    return params.at[lengths, 1 + m : 1 + 2 * m].add(shift)

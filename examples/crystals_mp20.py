@@ -1,0 +1,272 @@
+"""Binned vs continuous crystal models on the MP-20 binary/ternary subset, judged by the field's metrics.
+
+Data: the 14,258 MP-20 crystals of 2–3 elements shipped with ``arjax.crystal`` (Materials Project,
+CC BY 4.0; MP-20's val + test splits — *not* MP-20's training split), split 80/10/10 by
+``seeded_split(seed=--split-seed)`` into train / validation / test. Both models see the same
+crystals: those that fit both vocabularies (``--max-sites`` Wyckoff sites, ``--max-atoms`` atoms per
+conventional cell; the binned model's length range is the training set's); rows that do not are
+skipped and counted.
+
+* **binned**: ``CrystalTokenizer`` (coordinates in 32 bins, lengths in 101, angles in 91) and a
+  causal ``arjax.nn.Transformer`` with the ``CrystalGrammar`` mask;
+* **continuous**: ``CrystalEncoder`` (skeleton first; truly free coordinates as von Mises mixtures,
+  lengths log-normal mixtures scaled by N_atoms^(1/3), angles logit-normal mixtures) and a
+  ``CrystalTransformer`` with the ``EncoderGrammar`` mask (atom cap included).
+
+Both get the same width, depth, optimiser and budget (steps × batch). Reported per model: the test
+NLL of the discrete skeleton (space group, letters, elements; exact for the continuous model, an
+importance-sampling estimate over the coordinate bins for the binned one), and on ``--samples``
+samples: structural validity (distances ≥ 0.5 Å, volume ≥ 0.1 Å³), SMACT composition validity,
+uniqueness and novelty (StructureMatcher, against the training set), the Wasserstein distances of
+density and of the number of elements to the test set (valid samples), and the fraction of samples
+in which spglib (symprec 0.1) finds only P1.
+
+Run (needs pymatgen and smact: ``pip install arjax[crystal]``)::
+
+    python examples/crystals_mp20.py --quick                      # smoke run
+    python examples/crystals_mp20.py --out /work/runs/crystal     # default CPU run (see docs/crystals.md)
+    python examples/crystals_mp20.py --steps 50000 --batch-size 256 --d-model 256 --layers 8 \\
+        --samples 10000 --out runs/gpu                            # the longer run, for a GPU
+
+Trained nets are saved in ``--out`` and reused by a later run with the same settings; ``fit_mle``
+checkpoints every ``--log-every`` steps, so an interrupted run resumes.
+"""
+
+import argparse
+import collections
+import json
+import time
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from arjax.crystal import (
+    CrystalEncoder,
+    CrystalError,
+    CrystalTokenizer,
+    CrystalTransformer,
+    load_mp20_biternary,
+    metrics,
+    parse_crystal,
+    seeded_split,
+    to_structure,
+)
+from arjax.crystal.skeleton import encoder_skeleton_log_prob, position_log_probs, tokenizer_skeleton_log_prob
+from arjax.distribution import Autoregressive
+from arjax.nn.transformer import Transformer
+from arjax.train import fit_mle
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smoke run: small data, model, budget and sample count")
+    parser.add_argument("--out", type=Path, default=Path("out"), help="directory for nets, checkpoints, results")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--split-seed", type=int, default=0, help="seed of the 80/10/10 split")
+    parser.add_argument("--max-sites", type=int, default=10)
+    parser.add_argument("--max-atoms", type=int, default=48)
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--d-model", type=int, default=64)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--samples", type=int, default=1000, help="samples per model for the metrics")
+    parser.add_argument("--is-samples", type=int, default=16, help="importance samples per test crystal (binned)")
+    parser.add_argument("--log-every", type=int, default=250)
+    parser.add_argument("--models", default="binned,continuous", help="comma-separated subset of binned,continuous")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.steps, args.batch_size, args.d_model, args.layers, args.heads = 40, 32, 32, 1, 2
+        args.samples, args.is_samples, args.log_every = 48, 2, 20
+    return args
+
+
+# ----------------------------------------------------------------------------------------- data
+def load_data(args):
+    """Seeded split of the shipped corpus, vocabularies, and the rows both models can encode."""
+    records = load_mp20_biternary()
+    splits = dict(zip(("train", "val", "test"), seeded_split(records, (0.8, 0.1, 0.1), seed=args.split_seed)))
+    if args.quick:
+        splits = {"train": splits["train"][:400], "val": splits["val"][:50], "test": splits["test"][:50]}
+    crystals = {name: [parse_crystal(r["crystal"]) for r in rows] for name, rows in splits.items()}
+    every = [c for rows in crystals.values() for c in rows]
+    lengths = [v for c in crystals["train"] for v in c.lattice[:3]]
+    angles = [v for c in crystals["train"] for v in c.lattice[3:]]
+    vocabulary = dict(space_groups=sorted({c.space_group for c in every}),
+                      elements=sorted({s.element for c in every for s in c.sites}))  # fmt: skip
+    encoder = CrystalEncoder(**vocabulary, max_sites=args.max_sites, max_atoms=args.max_atoms)
+    tokenizer = CrystalTokenizer(**vocabulary, max_sites=args.max_sites, max_atoms=args.max_atoms, coordinate_bins=32,
+                                 length_range=(min(lengths), max(lengths)), length_bins=101,
+                                 angle_range=(min(angles), max(angles)), angle_bins=91)  # fmt: skip
+    data, skipped = {}, collections.Counter()
+    for name, rows in crystals.items():
+        kept = []
+        for record, crystal in zip(splits[name], rows):
+            try:
+                encoder.encode(crystal, name=record["material_id"])
+                tokenizer.encode(crystal)
+            except CrystalError as error:
+                skipped[(name, error.kind)] += 1
+                continue
+            except ValueError as error:
+                skipped[(name, "binned: " + str(error).split(" = ")[0].split(":")[-1].strip())] += 1
+                continue
+            kept.append((record, crystal))
+        data[name] = kept
+    return encoder, tokenizer, data, skipped
+
+
+# -------------------------------------------------------------------------------------- models
+def train(kind, args, encoder, tokenizer, data, key):
+    """A trained net of ``kind``, loaded from ``--out`` when a run with the same settings saved one."""
+    k_net, k_fit = jax.random.split(key)
+    size = dict(d_model=args.d_model, num_heads=args.heads, num_layers=args.layers)
+    crystals = [c for _, c in data["train"]]
+    if kind == "continuous":
+        net = CrystalTransformer(encoder, **size, key=k_net)
+        x, rule = jnp.asarray(encoder.encode_batch(crystals), jnp.float32), encoder.allowed
+    else:
+        net = Transformer(tokenizer.num_positions, tokenizer.num_categories, **size, key=k_net)
+        x, rule = jnp.asarray(tokenizer.encode_batch(crystals)), tokenizer.allowed
+    tag = f"{kind}-s{args.steps}-b{args.batch_size}-d{args.d_model}-l{args.layers}-seed{args.seed}-n{len(crystals)}"
+    path = args.out / f"{tag}.eqx"
+    if path.exists():
+        return eqx.tree_deserialise_leaves(path, net), {"loaded": str(path)}
+    schedule = optax.warmup_cosine_decay_schedule(0.0, args.lr, max(1, args.steps // 20), args.steps, args.lr / 20)
+    start = time.perf_counter()
+    net, history = fit_mle(net, x, optimizer=optax.adam(schedule), batch_size=args.batch_size, key=k_fit,
+                           num_steps=args.steps, allowed=rule, clip_grad=1.0, log_every=args.log_every,
+                           checkpoint=args.out / f"{tag}.ckpt", progress=not args.quick)  # fmt: skip
+    eqx.tree_serialise_leaves(path, net)
+    return net, {"train_seconds": time.perf_counter() - start, "final_train_nll": float(np.asarray(history["nll"])[-1])}
+
+
+def skeleton_nll(kind, net, encoder, tokenizer, rows, args, key) -> float:
+    crystals = [c for _, c in rows]
+    if kind == "continuous":
+        return -float(np.mean(encoder_skeleton_log_prob(net, encoder.encode_batch(crystals))))
+    x = tokenizer.encode_batch(crystals)
+    return -float(np.mean(tokenizer_skeleton_log_prob(net, tokenizer, x, key=key, num_samples=args.is_samples)))
+
+
+def full_nll(kind, net, encoder, tokenizer, rows) -> float:
+    """Test NLL of the whole sequence (nats; the continuous model's is a density, not comparable with tokens)."""
+    crystals = [c for _, c in rows]
+    if kind == "continuous":
+        x, rule = encoder.encode_batch(crystals), encoder.allowed
+    else:
+        x, rule = tokenizer.encode_batch(crystals), tokenizer.allowed
+    return -float(np.mean(position_log_probs(net, x, rule).sum(axis=1)))
+
+
+def draw(kind, net, encoder, tokenizer, count: int, key) -> list:
+    """``count`` samples decoded to crystals (``None`` where a sample does not decode)."""
+    coder, rule = (encoder, encoder.allowed) if kind == "continuous" else (tokenizer, tokenizer.allowed)
+    model = Autoregressive(net, allowed=rule)
+    out = []
+    size = min(250, count)
+    for chunk_key in jax.random.split(key, -(-count // size)):  # equal chunks: one compilation
+        for row in np.asarray(model.sample(chunk_key, (size,)))[: count - len(out)]:
+            try:
+                out.append(coder.decode(row))
+            except ValueError:
+                out.append(None)
+    return out
+
+
+# ------------------------------------------------------------------------------------- metrics
+def evaluate(samples, train_structures, test_structures) -> dict:
+    structures = [None if c is None else _structure(c) for c in samples]
+    decoded = [s for s in structures if s is not None]
+    structural = [metrics.structurally_valid(s) for s in decoded]
+    composition = [metrics.compositionally_valid(s.species) for s in decoded]
+    valid = [s for s, a, b in zip(decoded, structural, composition) if a and b]
+    n = len(samples)
+    out = {
+        "samples": n,
+        "decoded": len(decoded) / n,
+        "structural_validity": sum(structural) / n,
+        "composition_validity": sum(composition) / n,
+        "validity": len(valid) / n,
+        "uniqueness": metrics.uniqueness(valid) if valid else float("nan"),
+        "novelty": metrics.novelty(valid, train_structures) if valid else float("nan"),
+        "p1_fraction": metrics.p1_fraction(decoded),
+        "generated_p1_fraction": float(np.mean([c.space_group == 1 for c in samples if c is not None])),
+    }
+    if valid:
+        for name, fn in (("density", metrics.density), ("num_elements", metrics.num_elements)):
+            out[f"wasserstein_{name}"] = metrics.wasserstein([fn(s) for s in valid], [fn(s) for s in test_structures])
+    return out
+
+
+def _structure(crystal):
+    try:
+        return to_structure(crystal)
+    except ValueError:  # a cell the lattice parameters cannot describe
+        return None
+
+
+ROWS = [
+    ("test skeleton NLL (nats/crystal)", "skeleton_nll", "{:.3f}"),
+    ("test NLL, whole sequence (nats)", "full_nll", "{:.3f}"),
+    ("structural validity", "structural_validity", "{:.1%}"),
+    ("composition validity (SMACT)", "composition_validity", "{:.1%}"),
+    ("validity (both)", "validity", "{:.1%}"),
+    ("uniqueness (valid)", "uniqueness", "{:.1%}"),
+    ("novelty vs train (valid)", "novelty", "{:.1%}"),
+    ("Wasserstein density (g/cm³)", "wasserstein_density", "{:.3f}"),
+    ("Wasserstein #elements", "wasserstein_num_elements", "{:.4f}"),
+    ("P1 fraction (spglib, symprec 0.1)", "p1_fraction", "{:.1%}"),
+    ("generated group P1", "generated_p1_fraction", "{:.1%}"),
+    ("samples", "samples", "{}"),
+]
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    encoder, tokenizer, data, skipped = load_data(args)
+    print(f"MP-20 binary/ternary, seeded 80/10/10 split (seed {args.split_seed}): "
+          + ", ".join(f"{name} {len(rows)}" for name, rows in data.items()))
+    print(f"  skipped: {dict(skipped) or 'none'}")
+    print(f"  {encoder}\n  {tokenizer}")
+    train_structures = [to_structure(c) for _, c in data["train"]]
+    test_structures = [to_structure(c) for _, c in data["test"]]
+    keys = dict(zip(("binned", "continuous"), jax.random.split(jax.random.key(args.seed), 2)))
+    results = {}
+    for kind in args.models.split(","):
+        k_train, k_nll, k_sample = jax.random.split(keys[kind], 3)
+        t0 = time.perf_counter()
+        net, info = train(kind, args, encoder, tokenizer, data, k_train)
+        result = dict(info, skeleton_nll=skeleton_nll(kind, net, encoder, tokenizer, data["test"], args, k_nll),
+                      full_nll=full_nll(kind, net, encoder, tokenizer, data["test"]))  # fmt: skip
+        t1 = time.perf_counter()
+        samples = draw(kind, net, encoder, tokenizer, args.samples, k_sample)
+        result["sample_seconds"] = time.perf_counter() - t1
+        result.update(evaluate(samples, train_structures, test_structures))
+        result["seconds"] = time.perf_counter() - t0
+        results[kind] = result
+        print(f"[{kind}] {args.steps} steps × batch {args.batch_size}, d={args.d_model}, layers={args.layers}: "
+              f"{result['seconds']:.0f} s (sampling {result['sample_seconds']:.0f} s)")
+        (args.out / f"results-{kind}.json").write_text(json.dumps({
+            "args": {k: str(v) for k, v in vars(args).items()},
+            "skipped": {f"{a}: {b}": n for (a, b), n in skipped.items()}, "result": result}, indent=1))  # fmt: skip
+    for path in sorted(args.out.glob("results-*.json")):  # models run by earlier invocations into the same --out
+        kind = path.stem.removeprefix("results-")
+        saved = json.loads(path.read_text())
+        if kind not in results and saved["args"]["steps"] == str(args.steps):
+            results[kind] = saved["result"]
+    print(f"\n{'':<36}" + "".join(f"{kind:>14}" for kind in results))
+    for label, name, fmt in ROWS:
+        print(f"{label:<36}" + "".join(f"{fmt.format(r.get(name, float('nan'))):>14}" for r in results.values()))
+    print(f"\nresults: {args.out}/results-*.json\ntotal time: {time.perf_counter() - start:.1f}s")
+
+
+if __name__ == "__main__":
+    main()

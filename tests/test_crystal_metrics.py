@@ -1,0 +1,83 @@
+"""Metrics of generated crystals on hand-made structures whose answers are known."""
+
+import numpy as np
+import pytest
+
+from arjax.crystal import Crystal, Structure, metrics, to_structure
+
+
+def _rocksalt(a=5.64, cation="Na", anion="Cl"):
+    return to_structure(Crystal.from_string(f"225-a-{cation}-b-{anion}-X-{a}"))
+
+
+def test_min_distance_of_rocksalt_is_half_the_cell_edge():
+    assert metrics.min_distance(_rocksalt(5.64)) == pytest.approx(2.82, abs=1e-9)
+
+
+def test_min_distance_finds_the_close_image_in_a_strongly_skewed_cell():
+    # Cell vectors a = (10, 0, 0), b = (9.9, 0.2, 0): the second atom (9.95, 0.1, 0) is 0.112 Å from a's image
+    # at (10, 0, 0), while the nearest image by fractional minimum image, 0 ± a/2 ± b/2, is farther.
+    lattice = np.array([[10.0, 0.0, 0.0], [9.9, 0.2, 0.0], [0.0, 0.0, 6.0]])
+    frac = np.array([[0.0, 0.0, 0.0], [0.5, 0.5, 0.0]])
+    cart_second = frac[1] @ lattice
+    cells = [(i, j) for i in range(-3, 4) for j in range(-3, 4)]
+    candidates = [np.linalg.norm(cart_second - np.array([i, j, 0.0]) @ lattice) for i, j in cells]
+    assert min(candidates) == pytest.approx(np.hypot(0.05, 0.1))
+    assert metrics.min_distance(Structure(lattice, frac, ("Na", "Cl"))) == pytest.approx(min(candidates), abs=1e-9)
+
+
+def test_a_too_close_pair_or_a_flat_cell_is_structurally_invalid_and_rocksalt_is_valid():
+    assert metrics.structurally_valid(_rocksalt())
+    close = Structure(5.0 * np.eye(3), np.array([[0.0, 0.0, 0.0], [0.09, 0.0, 0.0]]), ("Na", "Cl"))  # 0.45 Å
+    assert not metrics.structurally_valid(close)
+    apart = Structure(5.0 * np.eye(3), np.array([[0.0, 0.0, 0.0], [0.11, 0.0, 0.0]]), ("Na", "Cl"))  # 0.55 Å
+    assert metrics.structurally_valid(apart)
+    flat = Structure(np.diag([5.0, 5.0, 0.003]), np.array([[0.0, 0.0, 0.0]]), ("Na",))  # 0.075 Å³
+    assert not metrics.structurally_valid(flat)
+
+
+def test_smact_composition_validity_of_known_compounds():
+    pytest.importorskip("smact")
+    assert metrics.compositionally_valid(["Na"] * 4 + ["Cl"] * 4)  # Na+ Cl-
+    assert metrics.compositionally_valid(["Sr", "Ti", "O", "O", "O"])  # Sr2+ Ti4+ 3 O2-
+    assert not metrics.compositionally_valid(["Na", "Cl", "Cl"])  # no single state of Cl gives -1/2
+    assert not metrics.compositionally_valid(["O", "O", "Na"])  # NaO2 with O2- only: 1 - 4 != 0
+    assert metrics.compositionally_valid(["Cu", "Zn"])  # an alloy: all metals
+    assert metrics.compositionally_valid(["Si", "Si"])  # one element
+
+
+def test_density_of_rocksalt_from_its_masses_and_cell():
+    pytest.importorskip("pymatgen")
+    expected = 4 * (22.98976928 + 35.453) / 5.64**3 * 1.66053906660
+    assert metrics.density(_rocksalt(5.64)) == pytest.approx(expected, rel=1e-3)
+
+
+def test_a_structure_matches_its_own_supercell_and_not_another_compound():
+    pytest.importorskip("pymatgen")
+    nacl = _rocksalt()
+    supercell = Structure(
+        np.diag([2.0, 1.0, 1.0]) @ nacl.lattice,
+        np.concatenate([nacl.frac_coords * [0.5, 1, 1], nacl.frac_coords * [0.5, 1, 1] + [0.5, 0, 0]]),
+        nacl.species * 2,
+    )
+    kcl = _rocksalt(6.29, "K")
+    assert metrics.novelty([supercell], [nacl]) == 0.0
+    assert metrics.novelty([kcl, supercell], [nacl]) == 0.5
+    assert metrics.uniqueness([nacl, supercell, kcl]) == pytest.approx(2 / 3)
+
+
+def test_wasserstein_distance_of_shifted_samples_is_the_shift():
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=200)
+    assert metrics.wasserstein(values + 0.3, values) == pytest.approx(0.3, abs=1e-12)
+    assert metrics.wasserstein([2, 2, 3], [2, 3, 3]) == pytest.approx(1 / 3)
+
+
+def test_space_group_and_p1_fraction():
+    lattice = np.array([[3.0, 0, 0], [0.4, 4.1, 0], [0.3, 0.7, 5.2]])
+    frac = np.array([[0.0, 0.0, 0.0], [0.11, 0.23, 0.37], [0.61, 0.19, 0.83]])
+    triclinic = Structure(lattice, frac, ("Na", "Cl", "O"))
+    assert metrics.space_group(_rocksalt()) == 225
+    assert metrics.space_group(triclinic) == 1
+    assert metrics.p1_fraction([_rocksalt(), triclinic, _rocksalt(6.29, "K")]) == pytest.approx(1 / 3)
+    assert metrics.num_elements(triclinic) == 3
