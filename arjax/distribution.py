@@ -10,7 +10,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 from numpyro.distributions import constraints
 from numpyro.distributions.distribution import Distribution
 
-from arjax.allowed import Allowed, AllowedTable, check_allowed, masked_log_softmax
+from arjax.allowed import Allowed, AllowedTable, allows_dead_ends, check_allowed, masked_log_softmax
 from arjax.sampling import check_sample_shape, sample, sample_and_log_prob, split_context
 from arjax.testing import all_sequences
 
@@ -180,7 +180,7 @@ def _conditionals(net, x, context, rule) -> Float[Array, "N K"]:
     if rule is None:
         return masked_log_softmax(logits, None)
     rows = jax.vmap(lambda i: rule(x, i))(jnp.arange(x.shape[0]))
-    return masked_log_softmax(logits, rows)
+    return masked_log_softmax(logits, rows, dead_ends=allows_dead_ends(rule))
 
 
 def _check_token_range(value, num_categories: int):

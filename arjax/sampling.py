@@ -18,7 +18,7 @@ from jax import lax
 from jax.sharding import NamedSharding
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from arjax.allowed import Allowed, AllowedFn, check_allowed, masked_log_softmax
+from arjax.allowed import Allowed, AllowedFn, allows_dead_ends, check_allowed, masked_log_softmax
 from arjax.parallel import check_batch_divisible, constrain_batch
 
 __all__ = ["sample", "sample_and_log_prob", "has_fast_path", "check_sample_shape", "split_context"]
@@ -179,9 +179,10 @@ def _positions_and_uniforms(net, key) -> tuple[Int[Array, " N"], Float[Array, " 
 def _draw(uniform, i, logits, x, rule):
     """Inverse-CDF draw: the token whose cumulative-probability interval holds ``uniform`` ∈ [0, 1).
 
-    A token of probability 0 has an empty interval and is never drawn.
+    A token of probability 0 has an empty interval and is never drawn; at a dead end (no token
+    allowed, see ``allows_dead_ends``) every interval is empty and token 0 is written.
     """
-    log_p = masked_log_softmax(logits, None if rule is None else rule(x, i))
+    log_p = masked_log_softmax(logits, None if rule is None else rule(x, i), dead_ends=allows_dead_ends(rule))
     cumulative = jnp.cumsum(jnp.exp(log_p))
     token = jnp.sum(cumulative <= uniform * cumulative[-1]).astype(jnp.int32)
     token = jnp.minimum(token, jnp.argmax(cumulative))  # rounding of uniform * total up to total

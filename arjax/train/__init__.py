@@ -1,6 +1,7 @@
-"""Optax training loops (``fit_free_energy``, ``fit_mle``, ``fit_reward``) and their atomic checkpoints."""
+"""Optax training loops (``fit_free_energy``, ``fit_mle``, ``fit_reward``, ``fit_count``) and their atomic checkpoints."""
 
 from arjax.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from arjax.train.count import fit_count
 from arjax.train.free_energy import annealed_beta, fit_free_energy
 from arjax.train.mle import evaluate_nll, fit_mle
 from arjax.train.reward import fit_reward
@@ -9,6 +10,7 @@ __all__ = [
     "fit_free_energy",
     "fit_mle",
     "fit_reward",
+    "fit_count",
     "evaluate_nll",
     "annealed_beta",
     "save_checkpoint",
