@@ -13,7 +13,7 @@ from arjax.symmetry import symmetrized_log_prob, symmetrized_sample
 
 __all__ = [
     "FreeEnergyEstimate", "free_energy", "free_energy_statistics", "check_beta", "check_sizes",
-    "CountEstimate", "count", "check_proposal",
+    "CountEstimate", "count", "pool_counts", "check_proposal",
 ]  # fmt: skip
 
 
@@ -202,6 +202,32 @@ def count(
         pending = stats
     total.add(*pending)
     return total.estimate(num_samples)
+
+
+def pool_counts(estimates) -> CountEstimate:
+    """One ``CountEstimate`` from independent ones of the same proposal (e.g. resumable segments of a long run).
+
+    Each estimate's ``Σw``, ``Σw²``, completions and ``Σ ln w`` are recovered from its fields,
+    so pooling equals one run over all the samples.
+
+    >>> a = CountEstimate(2.0, 0.1, -0.005, 1.5, 50.0, 0.2, 1000)
+    >>> pooled = pool_counts([a, a])
+    >>> pooled.num_samples, round(pooled.log_count, 6), round(pooled.ess, 6)
+    (2000, 2.0, 100.0)
+    """
+    estimates = list(estimates)
+    if not estimates or not all(isinstance(e, CountEstimate) for e in estimates):
+        raise TypeError(f"estimates must be a non-empty sequence of CountEstimate, got {estimates!r}")
+    total = _LogSums()
+    for e in estimates:
+        completed = round(e.completed * e.num_samples)
+        if completed == 0:
+            total.add(-math.inf, 0.0, 0.0, 0, 0.0)
+            continue
+        log_s1 = e.log_count + math.log(e.num_samples)  # ln Σw; Σw² = (Σw)²/ESS
+        sum_log_w = (e.lower_bound - math.log(e.completed)) * completed
+        total.add(log_s1, 1.0, 1.0 / e.ess, completed, sum_log_w)
+    return total.estimate(sum(e.num_samples for e in estimates))
 
 
 def check_proposal(proposal, is_solution, name: str = "proposal") -> int:
