@@ -2,6 +2,7 @@
 
 import copy
 import math
+from functools import partial
 
 import equinox as eqx
 import jax
@@ -11,7 +12,7 @@ from numpyro.distributions import constraints
 from numpyro.distributions.batch_util import _default_vmap_over, promote_batch_shape, vmap_over
 from numpyro.distributions.distribution import Distribution
 
-from arjax.allowed import Allowed, AllowedTable, check_allowed, masked_log_softmax
+from arjax.allowed import Allowed, AllowedTable, allows_dead_ends, check_allowed, masked_log_softmax
 from arjax.families.layout import FamilyLayout, net_layout
 from arjax.sampling import check_sample_shape, sample, sample_and_log_prob, split_context
 from arjax.testing import all_sequences
@@ -364,7 +365,8 @@ def _batched_log_prob(net, x, c, rule) -> Float[Array, " B"]:
     if rule is None:
         per_position = jax.vmap(layout.log_probs)(params, safe)
     else:
-        per_position = jax.vmap(layout.log_probs)(params, safe, jax.vmap(lambda v: _rows(rule, v))(safe))
+        rows = jax.vmap(lambda v: _rows(rule, v))(safe)
+        per_position = jax.vmap(partial(layout.log_probs, dead_ends=allows_dead_ends(rule)))(params, safe, rows)
     return jnp.where(jnp.all(ok, axis=-1), jnp.sum(per_position, axis=-1), -jnp.inf)
 
 
@@ -379,7 +381,7 @@ def _batched_conditional_log_probs(net, x, c, rule) -> Float[Array, "B N K"]:
     logits = _apply(net, safe, c)
     if rule is None:
         return masked_log_softmax(logits, None)
-    return masked_log_softmax(logits, jax.vmap(lambda v: _rows(rule, v))(safe))
+    return masked_log_softmax(logits, jax.vmap(lambda v: _rows(rule, v))(safe), dead_ends=allows_dead_ends(rule))
 
 
 @eqx.filter_jit

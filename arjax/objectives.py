@@ -4,6 +4,8 @@
 Boltzmann distribution (variational free energy, as in Variational Autoregressive Networks);
 ``reward_loss`` is KL-regularised reward maximisation, i.e. reverse KL to ``p(x) e^{r(x)/τ}``.
 The last two share ``score_function_surrogate``, the REINFORCE estimator with a baseline.
+``count_loss`` fits an importance-sampling proposal to the uniform distribution over the
+solutions of a counting problem (forward KL or χ², from the proposal's own weighted samples).
 """
 
 from collections.abc import Callable
@@ -15,21 +17,17 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from arjax.distribution import Autoregressive
-from arjax.estimators import FreeEnergyEstimate, check_beta, check_sizes, free_energy_statistics
+from arjax.estimators import FreeEnergyEstimate, check_beta, check_proposal, check_sizes, free_energy_statistics
 from arjax.families.layout import net_layout
 from arjax.symmetry import symmetrized_log_prob, symmetrized_sample
 
 __all__ = [
-    "nll",
-    "free_energy_loss",
-    "reward_loss",
-    "RewardEstimate",
-    "score_function_surrogate",
-    "check_gradient",
-    "BASELINES",
-]
+    "nll", "free_energy_loss", "reward_loss", "RewardEstimate", "score_function_surrogate", "check_gradient",
+    "BASELINES", "count_loss", "CountLossEstimate", "DIVERGENCES", "as_proposal",
+]  # fmt: skip
 
 BASELINES = ("loo", "mean")
+DIVERGENCES = ("forward_kl", "chi2")
 
 
 def nll(net: eqx.Module, x: Int[Array, "B N"], *, context=None, allowed=None) -> Float[Array, ""]:
@@ -334,3 +332,108 @@ def _check_net(net, name: str) -> None:
                 f"{name} must be an autoregressive net with int attributes num_positions and num_categories "
                 f"(e.g. arjax.nn.MADE), got {type(net).__name__}"
             )
+
+
+class CountLossEstimate(NamedTuple):
+    """Monte Carlo estimates from one batch of ``count_loss``.
+
+    Attributes:
+        log_count: ``ln mean(w)``, the batch's estimate of ``ln Q``.
+        ess_fraction: ``(Σw)²/(B Σw²)``, the effective sample size per sample.
+        completed: fraction of samples that are solutions (``w > 0``).
+        divergence: the batch's self-normalised estimate of the divergence being minimised.
+    """
+
+    log_count: Float[Array, ""]
+    ess_fraction: Float[Array, ""]
+    completed: Float[Array, ""]
+    divergence: Float[Array, ""]
+
+
+def count_loss(
+    net: eqx.Module,
+    key: PRNGKeyArray,
+    *,
+    is_solution: Callable[[Int[Array, " N"]], Float[Array, ""]],
+    num_samples: int,
+    allowed=None,
+    divergence: str = "forward_kl",
+    has_aux: bool = False,
+) -> Float[Array, ""] | tuple[Float[Array, ""], CountLossEstimate]:
+    r"""Fit a proposal ``q`` to ``p = uniform over the solutions`` from its own importance-weighted samples.
+
+    With ``w = 1{x solves}/q(x)`` of ``B`` exact samples of ``q`` and ``Q = E_q[w]``:
+
+    * ``divergence="forward_kl"``: ``KL(p ‖ q) = E_p[ln p - ln q]``, gradient
+      ``-E_q[w ∇ln q]/Q ≈ -Σ_b w̄_b ∇ln q(x_b)`` with ``w̄ = w/Σw``. It is mass-covering: it
+      raises ``q`` wherever solutions are, which is what keeps importance weights bounded.
+    * ``divergence="chi2"``: ``χ²(p ‖ q) = E_q[w²]/Q² - 1``, whose minimum is the largest
+      effective sample size ``1/(1 + χ²)`` per sample; gradient ``∝ -Σ_b w̄²_b ∇ln q(x_b)``
+      with ``w̄² = w²/Σw²`` (heavier weights, noisier).
+
+    Dead ends and non-solutions have ``w = 0`` and drop out; the reverse KL ``KL(q ‖ p)`` would
+    be infinite as soon as ``q`` can reach a dead end, which is why it is not offered here. The
+    value is the batch's self-normalised divergence estimate; the gradient is the weighted
+    score above (weights held constant).
+
+    Args:
+        net: the proposal, either a self-contained one with ``sample_and_log_prob`` and
+            ``log_prob`` (``arjax.counting.QueensProposal``) or an autoregressive net, used as
+            ``arjax.Autoregressive(net, allowed=allowed)``.
+        is_solution: ``x: Int[N] -> bool`` for one sequence.
+        num_samples: ``B ≥ 2``.
+        allowed: the ``allowed`` rule of a plain net (e.g. ``NQueens(n).allowed``).
+        has_aux: also return a ``CountLossEstimate``.
+
+    Example:
+        >>> import jax
+        >>> from arjax.counting import QueensProposal
+        >>> from arjax.targets import NQueens
+        >>> q = QueensProposal(6, exact_rows=0)
+        >>> loss, aux = count_loss(q, jax.random.key(0), is_solution=NQueens(6).is_valid, num_samples=512, has_aux=True)
+        >>> grads = jax.grad(count_loss)(q, jax.random.key(0), is_solution=NQueens(6).is_valid, num_samples=512)
+        >>> grads.table.shape, round(float(jax.numpy.exp(aux.log_count)))
+        ((6, 5, 7), 4)
+    """
+    if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 2:
+        raise ValueError(f"num_samples must be an integer ≥ 2, got {num_samples!r}")
+    if divergence not in DIVERGENCES:
+        raise ValueError(f'divergence must be "forward_kl" or "chi2", got {divergence!r}')
+    proposal = as_proposal(net, allowed)
+    check_proposal(proposal, is_solution, "net")
+    x, log_q = jax.lax.stop_gradient(proposal.sample_and_log_prob(key, (num_samples,)))
+    solved = jax.vmap(is_solution)(x) & jnp.isfinite(log_q)
+    log_w = jnp.where(solved, -log_q, -jnp.inf)
+    power = 1.0 if divergence == "forward_kl" else 2.0
+    any_solved = jnp.any(solved)
+    weights = jnp.where(solved, jax.nn.softmax(jnp.where(any_solved, power * log_w, 0.0)), 0.0)
+    log_q_grad = jnp.where(solved, proposal.log_prob(jnp.where(solved[:, None], x, 0)), 0.0)
+    surrogate = -jnp.sum(weights * log_q_grad)
+    log_count = jax.nn.logsumexp(log_w) - jnp.log(num_samples)
+    normalised = jnp.where(solved, jax.nn.softmax(jnp.where(any_solved, log_w, 0.0)), 0.0)
+    ess_fraction = jnp.where(any_solved, 1.0 / jnp.sum(normalised**2), 0.0) / num_samples
+    if divergence == "forward_kl":  # Σ w̄ ln(p/q) with p = 1/Q on the solutions
+        value = jnp.sum(jnp.where(solved, weights * (log_w - log_count), 0.0))
+    else:
+        value = jnp.where(any_solved, 1.0 / ess_fraction - 1.0, jnp.inf)
+    loss = surrogate - jax.lax.stop_gradient(surrogate) + jax.lax.stop_gradient(value)
+    if not has_aux:
+        return loss
+    stats = CountLossEstimate(log_count, ess_fraction, jnp.mean(solved), value)
+    return loss, jax.lax.stop_gradient(stats)
+
+
+def as_proposal(net, allowed=None):
+    """``net`` itself when it has ``sample_and_log_prob`` and ``log_prob``, else ``Autoregressive(net, allowed=allowed)``.
+
+    >>> from arjax.counting import QueensProposal
+    >>> q = QueensProposal(4)
+    >>> as_proposal(q) is q
+    True
+    """
+    if callable(getattr(net, "sample_and_log_prob", None)) and callable(getattr(net, "log_prob", None)):
+        if allowed is not None:
+            raise ValueError(f"allowed has no effect: {type(net).__name__} carries its own rule")
+        return net
+    _check_net(net, "net")
+    return Autoregressive(net, allowed=allowed)

@@ -20,7 +20,7 @@ from jax import lax
 from jax.sharding import NamedSharding
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from arjax.allowed import Allowed, AllowedFn, check_allowed
+from arjax.allowed import Allowed, AllowedFn, allows_dead_ends, check_allowed
 from arjax.families.layout import net_layout
 from arjax.parallel import check_batch_divisible, constrain_batch
 
@@ -154,7 +154,9 @@ def _sample_one_generic(net, key, context, rule: AllowedFn | None):
     def step(carry, inputs):
         x, log_prob = carry
         i, uniform = inputs
-        value, log_p = layout.sample_at(i, net(x, context)[i], uniform, None if rule is None else rule(x, i))
+        value, log_p = layout.sample_at(
+            i, net(x, context)[i], uniform, None if rule is None else rule(x, i), dead_ends=allows_dead_ends(rule)
+        )
         return (x.at[i].set(value), log_prob + log_p), None
 
     init = (jnp.zeros(net.num_positions, layout.value_dtype), jnp.zeros((), _logit_dtype(net, context)))
@@ -169,7 +171,9 @@ def _sample_one_cached(net, key, context, rule: AllowedFn | None):
         cache, previous, x, log_prob = carry
         i, uniform = inputs
         params, cache = net.decode_step(cache, i, previous)
-        value, log_p = layout.sample_at(i, params, uniform, None if rule is None else rule(x, i))
+        value, log_p = layout.sample_at(
+            i, params, uniform, None if rule is None else rule(x, i), dead_ends=allows_dead_ends(rule)
+        )
         return (cache, value, x.at[i].set(value), log_prob + log_p), None
 
     cache = net.init_cache(context)

@@ -2,6 +2,7 @@
 brute-force enumeration of the same models."""
 
 import itertools
+import json
 import re
 import subprocess
 import sys
@@ -119,3 +120,19 @@ def test_nqueens_quick_finds_every_solution_of_the_six_queens_problem(tmp_path):
     assert found, stdout
     assert int(found.group(2)) == 4  # OEIS A000170: the 6-queens problem has 4 solutions
     assert int(found.group(1)) == 4
+
+
+def test_nqueens_count_quick_estimates_the_92_solutions_of_eight_queens_within_their_error_bars(tmp_path):
+    stdout = run_example("nqueens_count.py", tmp_path)
+    assert (tmp_path / "nqueens_count.png").stat().st_size > 10_000
+    rows = {r[1]: r for r in (line.split() for line in stdout.splitlines()) if r and r[0] == "8"}
+    assert set(rows) == {"learned", "uniform"}, stdout
+    for name, r in rows.items():
+        estimate, rel, exact, z = float(r[2]), float(r[3]), int(r[4]), float(r[5])
+        assert exact == 92  # OEIS A000170
+        assert abs(estimate - 92) < 4 * rel * estimate, (name, r)
+        assert z == pytest.approx((estimate - 92) / (rel * estimate), abs=0.02)
+    # Measured with --quick (seed 0): ESS/M 0.27 learned, 0.10 uniform (Knuth).
+    assert float(rows["learned"][6]) > float(rows["uniform"][6])
+    saved = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
+    assert {r["proposal"] for r in saved} == {"learned", "uniform"}

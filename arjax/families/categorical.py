@@ -56,11 +56,12 @@ class Categorical(Family):
         return constraints.integer_interval(0, self.num_categories - 1)
 
     def log_prob(
-        self, params: Float[Array, " K"], value, allowed: Bool[Array, " K"] | None = None
+        self, params: Float[Array, " K"], value, allowed: Bool[Array, " K"] | None = None, *, dead_ends: bool = False
     ) -> Float[Array, ""]:
-        """``ln p(value)``; ``-inf`` for a disallowed token or one outside ``0..K-1`` (or not whole)."""
+        """``ln p(value)``; ``-inf`` for a disallowed token or one outside ``0..K-1`` (or not whole), and at a dead
+        end (``dead_ends=True`` and no token allowed)."""
         token = self.token(value)
-        picked = masked_log_softmax(params, allowed)[token]
+        picked = masked_log_softmax(params, allowed, dead_ends=dead_ends)[token]
         return jnp.where(self.support(value), picked, -jnp.inf)
 
     def sample(self, params: Float[Array, " K"], u: Float[Array, " 1"], allowed=None) -> Int[Array, ""]:
@@ -71,10 +72,16 @@ class Categorical(Family):
         return self.sample(params, u)
 
     def sample_and_log_prob(
-        self, params: Float[Array, " K"], u: Float[Array, " 1"], allowed: Bool[Array, " K"] | None = None
+        self,
+        params: Float[Array, " K"],
+        u: Float[Array, " 1"],
+        allowed: Bool[Array, " K"] | None = None,
+        *,
+        dead_ends: bool = False,
     ) -> tuple[Int[Array, ""], Float[Array, ""]]:
-        """Inverse-CDF draw: the token whose cumulative-probability interval holds ``u[0]``."""
-        log_p = masked_log_softmax(params, allowed)
+        """Inverse-CDF draw: the token whose cumulative-probability interval holds ``u[0]``. At a dead end
+        (``dead_ends=True`` and no token allowed) every interval is empty: token 0, log-probability ``-inf``."""
+        log_p = masked_log_softmax(params, allowed, dead_ends=dead_ends)
         token = pick_component(log_p, jnp.reshape(u, (-1,))[0])
         return token, log_p[token]
 

@@ -187,16 +187,23 @@ class FamilyLayout:
         return self._scatter(out, x.shape, bool, axis=-1)
 
     def log_probs(
-        self, params: Float[Array, "N P"], x: Float[Array, " N"], allowed: Bool[Array, "N K"] | None = None
+        self,
+        params: Float[Array, "N P"],
+        x: Float[Array, " N"],
+        allowed: Bool[Array, "N K"] | None = None,
+        *,
+        dead_ends: bool = False,
     ) -> Float[Array, " N"]:
-        """``ln p(x_i | θ_i)`` of every position (``allowed`` rows apply to token positions)."""
+        """``ln p(x_i | θ_i)`` of every position (``allowed`` rows apply to token positions; with ``dead_ends``
+        a row may allow no token, see ``arjax.allowed.allows_dead_ends``)."""
         out = []
         for g, family in enumerate(self.distinct):
             positions = self.groups[g]
             p = params[positions, : family.num_params]
             v = x[positions]
             if isinstance(family, Categorical) and allowed is not None:
-                lp = jax.vmap(family.log_prob)(p, v, allowed[positions, : family.num_categories])
+                log_prob = functools.partial(family.log_prob, dead_ends=dead_ends)
+                lp = jax.vmap(log_prob)(p, v, allowed[positions, : family.num_categories])
             else:
                 lp = jax.vmap(family.log_prob)(p, v)
             out.append((positions, lp))
@@ -225,7 +232,13 @@ class FamilyLayout:
         return self._switch(i, [branch(f) for f in self.distinct], value)
 
     def sample_at(
-        self, i: Int[Array, ""], params: Float[Array, " P"], u: Float[Array, " U"], allowed: Bool[Array, " K"] | None
+        self,
+        i: Int[Array, ""],
+        params: Float[Array, " P"],
+        u: Float[Array, " U"],
+        allowed: Bool[Array, " K"] | None,
+        *,
+        dead_ends: bool = False,
     ) -> tuple[Array, Float[Array, ""]]:
         """The value at (traced) position ``i`` drawn by the uniforms ``u``, and its log-probability."""
 
@@ -234,7 +247,7 @@ class FamilyLayout:
                 p = p[: family.num_params]
                 if isinstance(family, Categorical):
                     row = None if allowed is None else allowed[: family.num_categories]
-                    value, log_p = family.sample_and_log_prob(p, u, row)
+                    value, log_p = family.sample_and_log_prob(p, u, row, dead_ends=dead_ends)
                 else:
                     value = family.sample(p, u[: family.num_uniforms])
                     log_p = family.log_prob(p, value)

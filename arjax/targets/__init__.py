@@ -15,7 +15,7 @@ from arjax.targets.ising import (
     IsingTriangular,
     onsager_free_energy_per_site,
 )
-from arjax.targets.queens import NQUEENS_SOLUTION_COUNTS, NQueens
+from arjax.targets.queens import NQUEENS_SOLUTION_COUNTS, BoardState, NonAttacking, NQueens, exact_count
 from arjax.targets.spin_glass import SherringtonKirkpatrick
 
 __all__ = [
@@ -30,6 +30,9 @@ __all__ = [
     "IsingTriangular",
     "NQueens",
     "NQUEENS_SOLUTION_COUNTS",
+    "NonAttacking",
+    "BoardState",
+    "exact_count",
     "SherringtonKirkpatrick",
     "log_partition_by_enumeration",
     "ground_state_by_enumeration",

@@ -1,6 +1,8 @@
-"""Optax training loops (``fit_free_energy``, ``fit_mle``, ``fit_reward``), resumable states, atomic checkpoints."""
+"""Optax training loops (``fit_free_energy``, ``fit_mle``, ``fit_reward``, ``fit_count``), resumable states, atomic
+checkpoints."""
 
 from arjax.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from arjax.train.count import fit_count
 from arjax.train.free_energy import annealed_beta, fit_free_energy
 from arjax.train.guard import NonFiniteError
 from arjax.train.mle import evaluate_nll, fit_mle
@@ -11,6 +13,7 @@ __all__ = [
     "fit_free_energy",
     "fit_mle",
     "fit_reward",
+    "fit_count",
     "evaluate_nll",
     "annealed_beta",
     "TrainState",
