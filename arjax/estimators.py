@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
+from arjax.distribution import Autoregressive
 from arjax.families.layout import net_layout
 from arjax.symmetry import symmetrized_log_prob, symmetrized_sample
 
@@ -162,7 +163,7 @@ class CountEstimate(NamedTuple):
 
 
 def count(
-    proposal,
+    proposal: Autoregressive | eqx.Module,
     is_solution: Callable[[Int[Array, " N"]], Bool[Array, ""]],
     key: PRNGKeyArray,
     num_samples: int,

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from arjax.allowed import Allowed
 from arjax.distribution import Autoregressive
 from arjax.estimators import FreeEnergyEstimate, check_beta, check_proposal, check_sizes, free_energy_statistics
 from arjax.families.layout import net_layout
@@ -356,7 +357,7 @@ def count_loss(
     *,
     is_solution: Callable[[Int[Array, " N"]], Float[Array, ""]],
     num_samples: int,
-    allowed=None,
+    allowed: Allowed = None,
     divergence: str = "forward_kl",
     has_aux: bool = False,
 ) -> Float[Array, ""] | tuple[Float[Array, ""], CountLossEstimate]:

@@ -49,6 +49,7 @@ from arjax.sampling import sample_and_log_prob  # noqa: E402
 from arjax.train import evaluate_nll, fit_mle  # noqa: E402
 
 SECTIONS = ("density", "cache")
+MODELS = ("arjax_made_gmm", "arjax_transformer_gmm", "numpyro_maf", "numpyro_bnaf")
 
 
 def _example_datasets() -> dict:
@@ -104,7 +105,7 @@ def block_neural_flow(dimensions: int, hidden_factors: list[int]):
     return init, log_prob
 
 
-def _closest(parameters: int, make, widths=(8, 16, 32, 64, 128)):
+def _closest(parameters: int, make, widths=(8, 16, 32, 64, 128, 256)):
     """The flow whose parameter count is closest to ``parameters`` among hidden ``widths``."""
     flows = [make(w) for w in widths]
     counts = [_count(init(jax.random.key(0))) for init, _ in flows]
@@ -146,7 +147,10 @@ def density_section(args):
             "arjax_transformer_gmm": Transformer(d, families=GaussianMixture(args.components), d_model=args.d_model,
                                                  num_heads=4, num_layers=2, key=jax.random.key(1)),  # fmt: skip
         }
+        target = _count(models["arjax_made_gmm"])
         for label, net in models.items():
+            if label not in args.models:
+                continue
             start = time.perf_counter()
             net, _ = fit_mle(net, train, optimizer=optax.adam(optax.cosine_decay_schedule(args.lr, args.steps, 0.05)),
                              num_steps=args.steps, batch_size=args.batch_size, key=jax.random.key(2), progress=False,
@@ -154,12 +158,14 @@ def density_section(args):
             seconds = time.perf_counter() - start
             emit(f"{name}_{label}_test_nll", evaluate_nll(net, test), "nats/point", parameters=_count(net),
                  train_seconds=seconds, steps=args.steps, batch=args.batch_size)  # fmt: skip
-        target = _count(models["arjax_made_gmm"])
         flows = {
-            "numpyro_maf": _closest(target, lambda h: masked_autoregressive_flow(d, args.flow_layers, h)),
+            "numpyro_maf": _closest(target, lambda h: masked_autoregressive_flow(d, args.flow_layers, h),
+                                    widths=[w for w in (8, 16, 32, 64, 128, 256) if w >= d]),  # NumPyro: hidden ≥ d
             "numpyro_bnaf": _closest(target, lambda f: block_neural_flow(d, [f, f])),
         }
         for label, (init, log_prob) in flows.items():
+            if label not in args.models:
+                continue
             params = init(jax.random.key(1))
             start = time.perf_counter()
             params = jax.block_until_ready(fit_flow(log_prob, params, train, steps=args.steps,
@@ -192,6 +198,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sections", default=",".join(SECTIONS))
     parser.add_argument("--datasets", nargs="+", choices=list(DATASETS), default=list(DATASETS))
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     parser.add_argument("--points", type=int, default=20_000)
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--batch-size", type=int, default=256)

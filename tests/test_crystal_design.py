@@ -24,6 +24,7 @@ def _net(enc, key=0, scale=2.0):
 ENCODER = CrystalEncoder(space_groups=[221, 225], elements=["O", "Ti", "Sr", "Ba"], max_sites=4, max_atoms=40)
 
 
+@pytest.mark.slow  # long chains; cloze exactness is checked by test_mcmc
 def test_cloze_chains_over_a_double_perovskite_template_reach_the_exact_element_conditional():
     net = _net(ENCODER)
     view = arjax.Autoregressive(SkeletonNet(net), allowed=ENCODER.allowed)
@@ -54,6 +55,7 @@ def test_cloze_chains_over_a_double_perovskite_template_reach_the_exact_element_
     assert 0.5 * np.abs(freq - exact).sum() < 0.06
 
 
+@pytest.mark.slow  # 400 completions; the Rosenblatt test of test_continuous covers conditional sampling
 def test_completed_geometry_keeps_the_skeleton_and_is_an_exact_conditional_sample():
     net = _net(ENCODER, scale=1.0)
     template, _ = skeleton_template(ENCODER, "225-a-Ba-b-Ti-c-Sr-e-O")

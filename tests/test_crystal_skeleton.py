@@ -35,6 +35,7 @@ def test_mixed_model_skeleton_probabilities_sum_to_one_over_all_skeletons():
     assert np.exp(logsumexp(encoder_skeleton_log_prob(net, x))) == pytest.approx(1.0, abs=1e-4)
 
 
+@pytest.mark.slow  # sequential importance sampling over all bins; the mixed model is exact and checked
 def test_binned_skeleton_estimate_matches_the_exact_sum_over_coordinate_bins():
     tok = CrystalTokenizer(space_groups=[225], elements=["Na", "Cl"], max_sites=2, coordinate_bins=4,
                            length_range=(5.0, 6.0), length_bins=3, angle_bins=1)  # fmt: skip

@@ -62,6 +62,7 @@ def test_ising_van_quick_beats_mean_field_and_bounds_exact_free_energy(tmp_path)
         assert float(rows[("made", beta)][2]) < float(rows[("meanfield", beta)][2])
 
 
+@pytest.mark.slow  # resumption is checked bit for bit by test_train and test_mle
 def test_ising_van_evaluates_at_chosen_steps_and_a_resumed_run_prints_the_uninterrupted_rows(tmp_path, capsys):
     sys.path.insert(0, str(EXAMPLES))
     try:
@@ -93,6 +94,7 @@ def test_ising_van_evaluates_at_chosen_steps_and_a_resumed_run_prints_the_uninte
     assert truth < float(ladder[1][2]) < f_var[0]
 
 
+@pytest.mark.slow  # the SK target is checked against enumeration in test_targets
 def test_sk_van_quick_tracks_exact_free_energy_of_the_instance(tmp_path):
     stdout = run_example("sk_van.py", tmp_path)
     assert (tmp_path / "sk_van_N10.png").stat().st_size > 10_000
@@ -113,6 +115,7 @@ def test_sk_van_quick_tracks_exact_free_energy_of_the_instance(tmp_path):
         assert abs(f_is - truth) / abs(truth) < 2e-3
 
 
+@pytest.mark.slow  # the queens paths run in test_queens, test_counting and the nqueens_count example
 def test_nqueens_quick_finds_every_solution_of_the_six_queens_problem(tmp_path):
     stdout = run_example("nqueens.py", tmp_path)
     assert (tmp_path / "nqueens_n6.png").stat().st_size > 10_000

@@ -161,6 +161,7 @@ def test_batched_independence_reproduces_the_stepwise_chains(name, variant):
     np.testing.assert_allclose(batched_infos.acceptance_rate, stepwise_infos.acceptance_rate, atol=1e-4)
 
 
+@pytest.mark.slow  # five block sizes; batched = stepwise is checked above
 def test_batched_independence_gives_the_same_chains_for_any_block_size(small_problem):
     problem = small_problem
     run = jax.jit(arjax.mcmc.run_independence, static_argnums=(1, 4), static_argnames="block_size")

@@ -157,6 +157,7 @@ def assert_marginals_match(x, post, tolerance=5):
         np.testing.assert_array_less(np.abs(indicator.mean(axis=0) - post @ (XS == k)), tolerance * stderr + 0.01)
 
 
+@pytest.mark.slow  # HMCGibbs is checked against grids in test_continuous_models and test_scan
 def test_hmcgibbs_recovers_an_unknown_noise_scale():
     W, y, x_true = synthetic_data(30, 0.5, 3)
     kernel = HMCGibbs(NUTS(unknown_noise_model), gibbs_fn=gibbs_fn(unknown_noise_model, "x", model_args=(W, y)),

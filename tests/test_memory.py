@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 from conftest import FAST_COMPILE_FLAGS
 
 N, BATCH, D_MODEL, NUM_LAYERS = 1024, 256, 64, 2
@@ -67,6 +68,7 @@ CHILD = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # a memory ceiling at full size; the linear cache itself is tested in test_transformer
 def test_sampling_1024_positions_for_256_sequences_stays_under_2_gb_with_a_linear_cache():
     args = [str(v) for v in (N, BATCH, D_MODEL, NUM_LAYERS)]
     # Measure the default compiler configuration, not the suite's fast-compile flags.

@@ -109,6 +109,7 @@ def test_kl_divergence_matches_direct_sum_and_is_infinite_off_support():
 # ------------------------------------------------------------------------------------- examples
 
 
+@pytest.mark.slow  # three nets on digits; fit_mle and evaluate_nll are covered by test_mle
 def test_digits_quick_prints_three_test_nlls_and_the_autoregressive_nets_beat_mean_field(tmp_path):
     stdout = run_example("digits.py", tmp_path)
     assert (tmp_path / "digits_samples.png").stat().st_size > 10_000
@@ -121,6 +122,7 @@ def test_digits_quick_prints_three_test_nlls_and_the_autoregressive_nets_beat_me
     assert test_nll["made"] < test_nll["meanfield"] - 5 and test_nll["pixelcnn"] < test_nll["meanfield"] - 5
 
 
+@pytest.mark.slow  # the circuit simulator and KL/XEB are checked exactly by the fast tests above
 def test_quantum_bitstrings_quick_reports_kl_and_xeb_against_the_exact_distribution(tmp_path):
     stdout = run_example("quantum_bitstrings.py", tmp_path)
     assert (tmp_path / "quantum_bitstrings_n8.png").stat().st_size > 10_000
@@ -141,6 +143,7 @@ def test_quantum_bitstrings_quick_reports_kl_and_xeb_against_the_exact_distribut
         assert float(d[3]) == pytest.approx(ideal_xeb, abs=0.3)  # the data are exact samples
 
 
+@pytest.mark.slow  # five model sizes; fit_mle and evaluate_nll are covered by test_mle
 def test_scaling_quick_fits_a_power_law_and_prints_the_entropy_floor(tmp_path):
     stdout = run_example("scaling.py", tmp_path)
     assert (tmp_path / "scaling_circuit.png").stat().st_size > 10_000

@@ -42,6 +42,7 @@ def test_four_host_devices_give_the_numbers_of_one(four_devices):
     assert four_devices["single"]["indivisible_error"] is None
 
 
+@pytest.mark.slow  # spawns two JAX processes; one process with four host devices is the default check
 def test_two_processes_give_the_numbers_of_one(four_devices, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from scipy.special import logsumexp
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "posterior_conditioning.py"
@@ -45,6 +46,7 @@ def markov_chain_log_probs(xs: np.ndarray, stay: float) -> np.ndarray:
     return np.log(0.5) + np.sum(np.where(same, np.log(stay), np.log(1 - stay)), axis=1)
 
 
+@pytest.mark.slow  # the posteriors docs page runs the same samplers against enumeration
 def test_posterior_conditioning_quick_matches_enumeration(tmp_path):
     stdout = run_quick(tmp_path)
     assert (tmp_path / f"posterior_conditioning_N{N}.png").stat().st_size > 10_000
