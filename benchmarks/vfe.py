@@ -44,7 +44,7 @@ from pathlib import Path
 import equinox as eqx
 import jax
 import optax
-from common import chosen_sections, emit, emit_environment, matmul_peak, timed
+from common import chosen_sections, emit, emit_environment, matmul_peak, timed_cpu
 
 from arjax.nn import MADE, PixelCNN
 from arjax.objectives import free_energy_loss
@@ -165,8 +165,9 @@ def bench_step(name, net, target, beta, batch, repeats, config):
     compiled = jax.jit(step).lower(params, opt_state, key).compile()
     compile_s = time.perf_counter() - start
     flops = xla_flops(compiled)
-    _, step_s = timed(compiled, params, opt_state, key, repeats=repeats)
-    extra = dict(batch=batch, compile_s=compile_s, symmetry="z2", clip_grad=1.0, beta=beta, **config)
+    _, step_s, step_cpu = timed_cpu(compiled, params, opt_state, key, repeats=repeats)
+    extra = dict(batch=batch, compile_s=compile_s, cpu_s=step_cpu, load_average_1min=os.getloadavg()[0], symmetry="z2",
+                 clip_grad=1.0, beta=beta, **config)  # fmt: skip
     emit(f"{name}_b{batch}_vfe_step", step_s, "s", **extra)
     emit(f"{name}_b{batch}_samples_per_s", batch / step_s, "samples/s", batch=batch)
     if flops is not None:
