@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 import time
 
 import jax
@@ -74,3 +76,32 @@ def matmul_peak(size: int, repeats: int) -> float:
     peak = 2 * size**3 / best
     emit("matmul_peak", peak / 1e9, "GFLOP/s", size=size, dtype="float32")
     return peak
+
+
+class Worker:
+    """A peer's timing worker (``benchmarks/netket_worker.py``, ``van_worker.py``) in the peer's own venv.
+
+    Asked for one call at a time (``prepare NAME``: compile and warm up; ``run NAME``: one timed
+    call, wall and CPU seconds), so that a benchmark can alternate the peer's calls with its own.
+    """
+
+    def __init__(self, python, script, **env):
+        self.proc = subprocess.Popen([str(python), str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     env=dict(os.environ, **env), text=True)  # fmt: skip
+        self.versions = self._read()["versions"]
+
+    def ask(self, command: str, name: str) -> dict:
+        self.proc.stdin.write(f"{command} {name}\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def _read(self) -> dict:
+        for line in self.proc.stdout:
+            if line.startswith("WORKER "):
+                return json.loads(line[len("WORKER ") :])
+        sys.exit(f"worker {self.proc.args[1]} ended (exit {self.proc.wait()})")
+
+    def close(self):
+        self.proc.stdin.write("quit\n")
+        self.proc.stdin.flush()
+        self.proc.wait()

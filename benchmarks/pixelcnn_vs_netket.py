@@ -23,16 +23,14 @@ Run: python benchmarks/pixelcnn_vs_netket.py [--repeats 3] [--skip-netket]
 """
 
 import argparse
-import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from common import compile_timed, emit, emit_environment, timed_cpu
+from common import Worker, compile_timed, emit, emit_environment, timed_cpu
 
 import arjax
 from arjax.nn import PixelCNN
@@ -57,7 +55,11 @@ def main():
     peer = None
     if not args.skip_netket:
         if NETKET_SCRIPT.exists():
-            peer = NetKetWorker()
+            python = NETKET_VENV / "bin" / "python"
+            if not python.exists():  # build the venv with the peer's own script (no model, no section)
+                subprocess.run(["bash", str(NETKET_SCRIPT)], env=dict(os.environ, MODELS="", SECTIONS=""), check=True)
+            peer = Worker(python, WORKER, PEERS_DIR=str(PEERS), L="16", KH="7", KW="13", FEAT="64", LAYERS="3")
+            emit("netket_versions", 0, "info", versions=peer.versions)
         else:
             emit("netket_skipped", 0, "info", reason=f"{NETKET_SCRIPT} not found")
     net = PixelCNN.van_default(16, key=jax.random.key(0))
@@ -125,36 +127,6 @@ def main():
     if peer:
         peer.close()
     emit("load_average_1min", os.getloadavg()[0], "processes", after="all")
-
-
-class NetKetWorker:
-    """``benchmarks/netket_worker.py`` in NetKet's venv, asked for one timed call at a time."""
-
-    def __init__(self):
-        python = NETKET_VENV / "bin" / "python"
-        if not python.exists():  # build the venv with the peer's own script (no model, no section)
-            subprocess.run(["bash", str(NETKET_SCRIPT)], env=dict(os.environ, MODELS="", SECTIONS=""), check=True)
-        env = dict(os.environ, PEERS_DIR=str(PEERS), L="16", KH="7", KW="13", FEAT="64", LAYERS="3")
-        self.proc = subprocess.Popen([str(python), str(WORKER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     env=env, text=True)  # fmt: skip
-        ready = self._read()
-        emit("netket_versions", 0, "info", versions=ready["versions"])
-
-    def ask(self, command: str, name: str) -> dict:
-        self.proc.stdin.write(f"{command} {name}\n")
-        self.proc.stdin.flush()
-        return self._read()
-
-    def _read(self) -> dict:
-        for line in self.proc.stdout:
-            if line.startswith("WORKER "):
-                return json.loads(line[len("WORKER ") :])
-        sys.exit(f"NetKet worker ended (exit {self.proc.wait()})")
-
-    def close(self):
-        self.proc.stdin.write("quit\n")
-        self.proc.stdin.flush()
-        self.proc.wait()
 
 
 def forward_flops(net: PixelCNN) -> float:
