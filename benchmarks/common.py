@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 import time
 
 import jax
@@ -43,17 +45,28 @@ def timed(fn, *args, repeats, warmup=True):
 
     Returns ``(compile seconds, best seconds)``.
     """
+    compile_s, best, _ = timed_cpu(fn, *args, repeats=repeats, warmup=warmup)
+    return compile_s, best
+
+
+def timed_cpu(fn, *args, repeats, warmup=True):
+    """As :func:`timed`, also the best CPU seconds of a call (``time.process_time``: all threads).
+
+    On a machine shared with other jobs, CPU seconds are far less distorted than wall seconds
+    (time spent descheduled is not counted). Returns ``(compile s, best wall s, best CPU s)``.
+    """
     compile_s = 0.0
     if hasattr(fn, "lower"):
         fn, compile_s = compile_timed(fn, *args)
     if warmup:
         jax.block_until_ready(fn(*args))
-    best = float("inf")
+    best = best_cpu = float("inf")
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         jax.block_until_ready(fn(*args))
+        best_cpu = min(best_cpu, time.process_time() - start_cpu)
         best = min(best, time.perf_counter() - start)
-    return compile_s, best
+    return compile_s, best, best_cpu
 
 
 def matmul_peak(size: int, repeats: int) -> float:
@@ -63,3 +76,32 @@ def matmul_peak(size: int, repeats: int) -> float:
     peak = 2 * size**3 / best
     emit("matmul_peak", peak / 1e9, "GFLOP/s", size=size, dtype="float32")
     return peak
+
+
+class Worker:
+    """A peer's timing worker (``benchmarks/netket_worker.py``, ``van_worker.py``) in the peer's own venv.
+
+    Asked for one call at a time (``prepare NAME``: compile and warm up; ``run NAME``: one timed
+    call, wall and CPU seconds), so that a benchmark can alternate the peer's calls with its own.
+    """
+
+    def __init__(self, python, script, **env):
+        self.proc = subprocess.Popen([str(python), str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     env=dict(os.environ, **env), text=True)  # fmt: skip
+        self.versions = self._read()["versions"]
+
+    def ask(self, command: str, name: str) -> dict:
+        self.proc.stdin.write(f"{command} {name}\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def _read(self) -> dict:
+        for line in self.proc.stdout:
+            if line.startswith("WORKER "):
+                return json.loads(line[len("WORKER ") :])
+        sys.exit(f"worker {self.proc.args[1]} ended (exit {self.proc.wait()})")
+
+    def close(self):
+        self.proc.stdin.write("quit\n")
+        self.proc.stdin.flush()
+        self.proc.wait()

@@ -31,7 +31,12 @@ the MADE alone) and prints its seconds per step beside ours with the
 speedups. Without it, or when that script is absent, the numbers published in
 ``../shared/peers/README.md`` for this machine are quoted instead (marked ``"published here"``).
 
-Run: python benchmarks/vfe.py [--sections pixelcnn,made] [--repeats 2] [--reference]
+``--reference-interleaved`` (MADE only) runs the reference's MADE step instead in a worker process
+in VAN's venv (``benchmarks/van_worker.py``: the body of the training loop of VAN's ``main.py``, on
+its own modules) and alternates its steps with ours, ``--repeats`` times after one warm-up step
+each; the best wall and CPU seconds (``time.process_time``) of each side and both ratios are printed.
+
+Run: python benchmarks/vfe.py [--sections pixelcnn,made] [--repeats 2] [--reference | --reference-interleaved]
 """
 
 import argparse
@@ -44,7 +49,7 @@ from pathlib import Path
 import equinox as eqx
 import jax
 import optax
-from common import chosen_sections, emit, emit_environment, matmul_peak, timed
+from common import Worker, chosen_sections, emit, emit_environment, matmul_peak, timed_cpu
 
 from arjax.nn import MADE, PixelCNN
 from arjax.objectives import free_energy_loss
@@ -69,6 +74,8 @@ def main():
     parser.add_argument(
         "--reference", action="store_true", help=f"also run the PyTorch VAN reference ({REFERENCE_SCRIPT}; 5–6 minutes)"
     )
+    parser.add_argument("--reference-interleaved", action="store_true",
+                        help="MADE only: VAN's step call by call (van_worker.py), alternating with ours")  # fmt: skip
     args = parser.parse_args()
     sections = chosen_sections(parser, args.sections, SECTIONS)
 
@@ -123,6 +130,7 @@ def main():
             args.made_batch,
             args.repeats,
             dict(net="MADE", N=n, depth=2, width=4 * n, van="--net made --net_depth 3 --net_width 4"),
+            peer=van_worker() if args.reference_interleaved else None,
         )
         ours[f"made_b{args.made_batch}"] = step_s
         useful = args.made_batch * made_useful_step_flops(net)
@@ -147,7 +155,18 @@ def main():
     emit("load_average_1min", os.getloadavg()[0], "processes")
 
 
-def bench_step(name, net, target, beta, batch, repeats, config):
+def van_worker():
+    """VAN's MADE step in its own venv (built by its script when missing), asked one step at a time."""
+    python = Path(os.environ.get("VAN_VENV", "/tmp/vanvenv")) / "bin" / "python"
+    if not python.exists():
+        subprocess.run(["bash", str(REFERENCE_SCRIPT)], env=dict(os.environ, SECTIONS=""), check=True)
+    src = REFERENCE_SCRIPT.parent / "stat-mech-van" / "src_ising"
+    worker = Worker(python, Path(__file__).resolve().parent / "van_worker.py", VAN_SRC=str(src))
+    emit("van_versions", 0, "info", versions=worker.versions)
+    return worker
+
+
+def bench_step(name, net, target, beta, batch, repeats, config, peer=None):
     """Time one jitted VFE step (sample + ln q_z2 + score-function grad + clip + Adam); returns (s, FLOPs)."""
     optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-3))
     params, static = eqx.partition(net, eqx.is_inexact_array)
@@ -165,8 +184,23 @@ def bench_step(name, net, target, beta, batch, repeats, config):
     compiled = jax.jit(step).lower(params, opt_state, key).compile()
     compile_s = time.perf_counter() - start
     flops = xla_flops(compiled)
-    _, step_s = timed(compiled, params, opt_state, key, repeats=repeats)
-    extra = dict(batch=batch, compile_s=compile_s, symmetry="z2", clip_grad=1.0, beta=beta, **config)
+    _, step_s, step_cpu = timed_cpu(compiled, params, opt_state, key, repeats=repeats)
+    if peer is not None:  # VAN's steps alternate with ours; both sides' best of `repeats`
+        peer.ask("prepare", f"{name}_b{batch}")
+        theirs = theirs_cpu = float("inf")
+        for _ in range(repeats):
+            _, wall, cpu = timed_cpu(compiled, params, opt_state, key, repeats=1, warmup=False)
+            step_s, step_cpu = min(step_s, wall), min(step_cpu, cpu)
+            run = peer.ask("run", f"{name}_b{batch}")
+            theirs, theirs_cpu = min(theirs, run["wall_s"]), min(theirs_cpu, run["cpu_s"])
+        peer.close()
+        emit(f"van_{name}_b{batch}_step_interleaved", theirs, "s", cpu_s=theirs_cpu, batch=batch,
+             source="benchmarks/van_worker.py (VAN's own modules and loop body), alternating with arjax")  # fmt: skip
+        emit(f"speedup_{name}_b{batch}_interleaved", theirs / step_s, "x", per_cpu_s=theirs_cpu / step_cpu,
+             arjax_s=step_s, arjax_cpu_s=step_cpu, van_s=theirs, van_cpu_s=theirs_cpu, target=25.0,
+             load_average_1min=os.getloadavg()[0])  # fmt: skip
+    extra = dict(batch=batch, compile_s=compile_s, cpu_s=step_cpu, load_average_1min=os.getloadavg()[0], symmetry="z2",
+                 clip_grad=1.0, beta=beta, **config)  # fmt: skip
     emit(f"{name}_b{batch}_vfe_step", step_s, "s", **extra)
     emit(f"{name}_b{batch}_samples_per_s", batch / step_s, "samples/s", batch=batch)
     if flops is not None:

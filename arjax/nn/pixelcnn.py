@@ -342,7 +342,8 @@ class _MaskedConv(eqx.Module):
 
     def above_weights(self) -> Float[Array, "M T"]:
         """Toeplitz matrix of the ``h`` kernel rows above, as ``rows_above`` multiplies it."""
-        return self._toeplitz(self.half_kernel).reshape(-1, _tile_width(self.L, self.half_kernel) * self.weight.shape[0])
+        tile = _tile_width(self.L, self.half_kernel)
+        return self._toeplitz(self.half_kernel).reshape(-1, tile * self.weight.shape[0])
 
     def left_weights(self) -> Float[Array, "M D"]:
         """Kernel entries of the current row's taps (left of the site, and the site if type B), ``[taps·C, D]``."""
@@ -363,7 +364,9 @@ class _MaskedConv(eqx.Module):
             out = windows.reshape(windows.shape[1], -1) @ weights
         return out.reshape(-1, self.weight.shape[0])[:L] + self.bias
 
-    def left(self, inputs: Float[Array, "Lh Lh C"], row: Int[Array, ""], col: Int[Array, ""], weights: Array) -> Float[Array, " D"]:
+    def left(
+        self, inputs: Float[Array, "Lh Lh C"], row: Int[Array, ""], col: Int[Array, ""], weights: Array
+    ) -> Float[Array, " D"]:
         """The current row's taps of site ``(row, col)``: one contiguous slice of the padded map."""
         h = self.half_kernel
         taps = h if self.exclusive else h + 1

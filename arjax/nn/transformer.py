@@ -347,7 +347,9 @@ class _Block(eqx.Module):
 _QUERY_BLOCK = 64
 
 
-def _causal_attend(q: Float[Array, "H N E"], k: Float[Array, "H E N"], v: Float[Array, "H N E"]) -> Float[Array, "H N E"]:
+def _causal_attend(
+    q: Float[Array, "H N E"], k: Float[Array, "H E N"], v: Float[Array, "H N E"]
+) -> Float[Array, "H N E"]:
     """Causal self-attention of all ``N`` positions, in blocks of ``_QUERY_BLOCK`` queries.
 
     Block ``b`` (queries ``s … t-1``) attends keys ``0 … t-1`` only: the score blocks above the
