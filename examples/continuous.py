@@ -12,7 +12,11 @@ measurement of the second coordinate, ``y ~ N(x_1, σ)``, sampled with NUTS; the
 and variance are compared with a grid evaluation of ``q(x) N(y; x_1, σ)``. The figure shows data
 against model samples, and the NUTS draws over the grid posterior.
 
-Measured with the defaults (2-core CPU shared with other jobs, seed 0): see the docstring's end.
+Measured with ``--quick`` (2-core CPU, seed 0): test NLL 2.264 (MADE, 1,746 parameters) and 2.111
+(Transformer, 3,529) on moons; NUTS posterior mean within 0.9 and 1.2 standard errors of the grid.
+At the default budget, ``benchmarks/continuous.py`` fits this script's datasets (same generators and
+sizes, its own seed) beside NumPyro's flows: on moons MADE 1.851 against MAF 2.208 and BNAF 2.133
+nats/point (the table in ``docs/continuous.md``).
 
 Run:
     python examples/continuous.py --quick   # seconds: small data, few steps
