@@ -27,7 +27,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import equinox as eqx
 import jax
 import numpy as np
 import optax
@@ -117,7 +116,8 @@ def main(argv=None):
             est, seconds = estimate(args, proposal, n, key, name)
             z = (est.count - exact) / est.count_stderr if exact else math.nan
             row = {"n": n, "proposal": name, "seed": args.seed, "count": est.count, "rel_stderr": est.log_count_stderr,
-                   "exact": exact, "z": z, "ess_per_sample": est.ess / est.num_samples, "ess_per_second": est.ess / seconds,
+                   "exact": exact, "z": z, "ess_per_sample": est.ess / est.num_samples,
+                   "ess_per_second": est.ess / seconds,
                    "completed": est.completed, "lower_bound": est.lower_bound, "log_count": est.log_count,
                    "num_samples": est.num_samples, "sample_seconds": seconds,
                    "train_seconds": train_seconds if name == "learned" else 0.0,
@@ -143,7 +143,8 @@ def summarise(rows) -> None:
         if r["proposal"] == "learned":
             uniform = [u for u in rows if u["proposal"] == "uniform" and u["n"] == r["n"]]
             if uniform:
-                print(f"n = {r['n']}: learned/uniform ESS/M × {r['ess_per_sample'] / uniform[0]['ess_per_sample']:.1f}, "
+                ratio = r["ess_per_sample"] / uniform[0]["ess_per_sample"]
+                print(f"n = {r['n']}: learned/uniform ESS/M × {ratio:.1f}, "
                       f"ESS/s × {r['ess_per_second'] / uniform[0]['ess_per_second']:.1f}")  # fmt: skip
 
 
