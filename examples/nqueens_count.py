@@ -46,7 +46,9 @@ def parse_args(argv=None):
     parser.add_argument("--lr", type=float, default=0.01, help="Adam learning rate")
     parser.add_argument("--divergence", choices=["chi2", "forward_kl"], default="chi2")
     parser.add_argument("--horizon", type=int, default=6, help="rows of look-ahead (capped at n - 1)")
-    parser.add_argument("--exact-rows", type=int, default=3, help="last rows counted exactly (capped at n)")
+    parser.add_argument("--exact-rows", type=int, default=3, help="last rows counted exactly in training (capped at n)")
+    parser.add_argument("--sample-exact-rows", type=int, default=None,
+                        help="last rows counted exactly when estimating (capped at n; default: --exact-rows)")
     parser.add_argument("--samples", type=int, default=2**21, help="samples per estimate (each proposal)")
     parser.add_argument("--segment", type=int, default=2**21, help="samples per resumable estimation segment")
     parser.add_argument("--rel-error", type=float, default=None,
@@ -110,6 +112,8 @@ def main(argv=None):
         key_train, key_learned, key_uniform = jax.random.split(jax.random.fold_in(jax.random.key(args.seed), n), 3)
         q, history, train_seconds = train(args, n, key_train)
         exact = NQueens(n).known_solution_count
+        if args.sample_exact_rows is not None:
+            q = q.with_exact_rows(min(args.sample_exact_rows, n))
         proposals = [("learned", q, key_learned)] + ([] if args.no_uniform else
                                                      [("uniform", QueensProposal.knuth(n), key_uniform)])  # fmt: skip
         for name, proposal, key in proposals:

@@ -76,7 +76,7 @@ class QueensProposal(eqx.Module):
     exact_rows: int = eqx.field(static=True)
     lanes: int = eqx.field(static=True)
 
-    def __init__(self, n: int, *, horizon: int | None = None, exact_rows: int | None = None, lanes: int = 64):
+    def __init__(self, n: int, *, horizon: int | None = None, exact_rows: int | None = None, lanes: int = 256):
         n = _checked_int("n", n, minimum=1)
         if n > MAX_BITMASK_N:
             raise ValueError(f"n must be an integer in 1..{MAX_BITMASK_N} (uint32 bitmask rows), got {n}")
