@@ -13,10 +13,23 @@ Training checkpoints atomically per n (``--checkpoint DIR``), and the estimate r
 an interrupted run resumes where it stopped. ``--rel-error`` keeps adding segments until the
 learned estimate's relative standard error is below it (how the n = 28 and n = 30 runs were made).
 
+Training uses ``--exact-rows`` exact rows at the end (cheap); ``--sample-exact-rows`` estimates
+with the same trained table and more exact rows (``QueensProposal.with_exact_rows``), which is
+where most of the gain over Knuth's estimator comes from.
+
 Run:
     python examples/nqueens_count.py --quick                      # n = 8: seconds
-    python examples/nqueens_count.py --n 8,10,12,14,16,18,20      # minutes
-    python examples/nqueens_count.py --n 28 --steps 1500 --rel-error 1.5e-3 --checkpoint runs/queens --seed 1
+    python examples/nqueens_count.py --n 16,18,20,21,22,23,24,25,26,27 --steps 50 --batch 1024 \
+        --sample-exact-rows 10 --samples 131072                   # calibration, ~12 min
+    python examples/nqueens_count.py --n 28 --steps 150 --sample-exact-rows 10 --rel-error 1.5e-3 \
+        --segment 262144 --no-uniform --checkpoint runs/queens --seed 1
+
+Measured on a 2-core CPU shared with other jobs: the calibration command above put 9 of 10
+learned estimates within 2σ of the exact counts and all within 3σ (uniform: 10 of 10 within
+2σ), with 50-60x Knuth's ESS per sample. The n = 28 command gave
+Q(28) ≈ 2.56357e18 ± 0.141 % (seed 1) and 2.56232e18 ± 0.141 % (seed 2), 1.8M samples and about
+250 s each, training included (see ``docs/nqueens-counting.md``); only an exact enumeration gives
+the integer.
 """
 
 import argparse
