@@ -86,8 +86,11 @@ def exact_tables(q, n: int):
     boards = jnp.asarray(all_boards(n))
     fast = np.asarray(eqx.filter_jit(lambda q, x: q.log_prob(x))(q, boards), np.float64)
     generic = np.asarray(eqx.filter_jit(lambda q, x: Autoregressive(q, allowed=q.allowed).log_prob(x))(q, boards))
-    x, log_q = eqx.filter_jit(lambda q, k: q.sample_and_log_prob(k, (20_000,)))(q, jax.random.key(1))
+    x, log_q = sample_20000(q, jax.random.key(1))
     return fast, generic, np.asarray(x), np.asarray(log_q)
+
+
+sample_20000 = eqx.filter_jit(lambda q, k: q.sample_and_log_prob(k, (20_000,)))
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +115,9 @@ def check_same_distribution(n, fast, generic, x, log_q):
 
 def test_fast_proposal_is_the_same_distribution_as_autoregressive_with_its_rule(five_queens):
     check_same_distribution(5, *five_queens[1:])
+    q, x = five_queens[0], five_queens[3]
+    np.testing.assert_array_equal(np.asarray(sample_20000(q, jax.random.key(1))[0]), x)  # same key, same samples
+    assert not np.array_equal(np.asarray(sample_20000(q, jax.random.key(2))[0]), x)
 
 
 @pytest.mark.slow
@@ -121,7 +127,8 @@ def test_fast_proposal_equals_autoregressive_for_more_shapes(n, horizon, exact_r
     check_same_distribution(n, *exact_tables(q, n))
 
 
-def test_count_completions_counts_and_draws_completions_uniformly_whatever_the_lanes():
+def completion_draws(lanes: int):
+    """Counts and draws of ``count_completions`` for 60 copies of each 2-queen prefix of n = 7, and the brute force."""
     n, k, copies = 7, 2, 60
     rule = NonAttacking(n)
     prefixes = [p for p in itertools.permutations(range(n), k) if abs(p[0] - p[1]) != 1]
@@ -129,23 +136,33 @@ def test_count_completions_counts_and_draws_completions_uniformly_whatever_the_l
                           *[rule.place(rule.place(rule.start(), a), b) for a, b in prefixes])  # fmt: skip
     solutions = sorted(brute_force_solutions(n))
     completions = [[s[k:] for s in solutions if s[:k] == p] for p in prefixes]
+    search = jax.jit(lambda s: count_completions(s, n, n - k, lanes=lanes, key=jax.random.key(3)))
+    counts, drawn = map(np.asarray, search(states))
+    return counts, drawn, completions, copies
+
+
+def test_count_completions_counts_and_draws_completions_uniformly():
+    counts, drawn, completions, copies = completion_draws(lanes=5)  # lanes take several boards each
     assert max(map(len, completions)) > 1 and min(map(len, completions)) == 0
-    search = jax.jit(lambda s, lanes: count_completions(s, n, n - k, lanes=lanes, key=jax.random.key(3)),
-                     static_argnums=1)  # fmt: skip
-    (counts, drawn), (counts_1, drawn_1) = (tuple(map(np.asarray, search(states, lanes))) for lanes in (64, 5))
     np.testing.assert_array_equal(counts, np.repeat([len(c) for c in completions], copies))
-    np.testing.assert_array_equal(counts_1, counts)
-    np.testing.assert_array_equal(drawn_1, drawn)  # lanes set the speed, not the draw
     observed, expected = [], []
     for i, c in enumerate(completions):
         draws = [tuple(row) for row in drawn[i * copies:(i + 1) * copies].tolist()]
-        assert set(draws) <= set(c) or (not c and set(draws) == {(0,) * (n - k)})
+        assert set(draws) <= set(c) or (not c and set(draws) == {(0,) * 5})
         observed += [draws.count(t) for t in c]
         expected += [copies / max(len(c), 1)] * len(c)
     chi2 = np.sum((np.array(observed) - expected) ** 2 / expected)
     assert scipy.stats.chi2.sf(chi2, len(observed) - sum(map(bool, completions))) > 1e-3, chi2  # uniform per board
 
 
+@pytest.mark.slow
+def test_count_completions_does_not_depend_on_the_lanes():
+    (counts, drawn, *_), (counts_64, drawn_64, *_) = completion_draws(lanes=1), completion_draws(lanes=64)
+    np.testing.assert_array_equal(counts_64, counts)
+    np.testing.assert_array_equal(drawn_64, drawn)  # lanes set the speed, not the draw
+
+
+@pytest.mark.slow
 def test_exact_rows_over_the_whole_board_draw_solutions_uniformly_with_the_same_samples_for_the_same_key():
     n = 7
     q = QueensProposal(n, horizon=0, exact_rows=n)
