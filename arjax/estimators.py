@@ -2,7 +2,7 @@
 
 import math
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
@@ -162,7 +162,7 @@ class CountEstimate(NamedTuple):
 
 
 def count(
-    proposal,
+    proposal: Any,
     is_solution: Callable[[Int[Array, " N"]], Bool[Array, ""]],
     key: PRNGKeyArray,
     num_samples: int,

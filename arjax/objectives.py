@@ -356,7 +356,7 @@ def count_loss(
     *,
     is_solution: Callable[[Int[Array, " N"]], Float[Array, ""]],
     num_samples: int,
-    allowed=None,
+    allowed: Callable | None = None,
     divergence: str = "forward_kl",
     has_aux: bool = False,
 ) -> Float[Array, ""] | tuple[Float[Array, ""], CountLossEstimate]:
