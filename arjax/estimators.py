@@ -260,7 +260,8 @@ def check_proposal(proposal, is_solution, name: str = "proposal") -> int:
     event_shape = getattr(proposal, "event_shape", None)
     length = event_shape[-1] if event_shape else getattr(proposal, "num_positions", None)
     if not isinstance(length, int):
-        raise TypeError(f"{name} must say its sequence length (num_positions or event_shape), got {type(proposal).__name__}")
+        raise TypeError(f"{name} must say its sequence length (num_positions or event_shape), "
+                        f"got {type(proposal).__name__}")
     try:
         out = jax.eval_shape(is_solution, jax.ShapeDtypeStruct((length,), jnp.int32))
     except (ValueError, TypeError, IndexError) as error:

@@ -425,7 +425,9 @@ def count_loss(
 
 
 def as_proposal(net, allowed=None):
-    """``net`` itself when it has ``sample_and_log_prob`` and ``log_prob``, else ``Autoregressive(net, allowed=allowed)``.
+    """``net`` itself when it has ``sample_and_log_prob`` and ``log_prob``.
+
+    Otherwise ``Autoregressive(net, allowed=allowed)``.
 
     >>> from arjax.counting import QueensProposal
     >>> q = QueensProposal(4)

@@ -13,10 +13,23 @@ Training checkpoints atomically per n (``--checkpoint DIR``), and the estimate r
 an interrupted run resumes where it stopped. ``--rel-error`` keeps adding segments until the
 learned estimate's relative standard error is below it (how the n = 28 and n = 30 runs were made).
 
+Training uses ``--exact-rows`` exact rows at the end (cheap); ``--sample-exact-rows`` estimates
+with the same trained table and more exact rows (``QueensProposal.with_exact_rows``), which is
+where most of the gain over Knuth's estimator comes from.
+
 Run:
     python examples/nqueens_count.py --quick                      # n = 8: seconds
-    python examples/nqueens_count.py --n 8,10,12,14,16,18,20      # minutes
-    python examples/nqueens_count.py --n 28 --steps 1500 --rel-error 1.5e-3 --checkpoint runs/queens --seed 1
+    python examples/nqueens_count.py --n 16,18,20,21,22,23,24,25,26,27 --steps 50 --batch 1024 \
+        --sample-exact-rows 10 --samples 131072                   # calibration, ~12 min
+    python examples/nqueens_count.py --n 28 --steps 150 --sample-exact-rows 10 --rel-error 1.5e-3 \
+        --segment 262144 --no-uniform --checkpoint runs/queens --seed 1
+
+Measured on a 2-core CPU shared with other jobs: the calibration command above put 9 of 10
+learned estimates within 2σ of the exact counts and all within 3σ (uniform: 10 of 10 within
+2σ), with 50-60x Knuth's ESS per sample. The n = 28 command gave
+Q(28) ≈ 2.56357e18 ± 0.141 % (seed 1) and 2.56232e18 ± 0.141 % (seed 2), 1.8M samples and about
+250 s each, training included (see ``docs/nqueens-counting.md``); only an exact enumeration gives
+the integer.
 """
 
 import argparse
@@ -27,7 +40,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import equinox as eqx
 import jax
 import numpy as np
 import optax
@@ -47,7 +59,9 @@ def parse_args(argv=None):
     parser.add_argument("--lr", type=float, default=0.01, help="Adam learning rate")
     parser.add_argument("--divergence", choices=["chi2", "forward_kl"], default="chi2")
     parser.add_argument("--horizon", type=int, default=6, help="rows of look-ahead (capped at n - 1)")
-    parser.add_argument("--exact-rows", type=int, default=3, help="last rows counted exactly (capped at n)")
+    parser.add_argument("--exact-rows", type=int, default=3, help="last rows counted exactly in training (capped at n)")
+    parser.add_argument("--sample-exact-rows", type=int, default=None,
+                        help="last rows counted exactly when estimating (capped at n; default: --exact-rows)")
     parser.add_argument("--samples", type=int, default=2**21, help="samples per estimate (each proposal)")
     parser.add_argument("--segment", type=int, default=2**21, help="samples per resumable estimation segment")
     parser.add_argument("--rel-error", type=float, default=None,
@@ -111,13 +125,16 @@ def main(argv=None):
         key_train, key_learned, key_uniform = jax.random.split(jax.random.fold_in(jax.random.key(args.seed), n), 3)
         q, history, train_seconds = train(args, n, key_train)
         exact = NQueens(n).known_solution_count
+        if args.sample_exact_rows is not None:
+            q = q.with_exact_rows(min(args.sample_exact_rows, n))
         proposals = [("learned", q, key_learned)] + ([] if args.no_uniform else
                                                      [("uniform", QueensProposal.knuth(n), key_uniform)])  # fmt: skip
         for name, proposal, key in proposals:
             est, seconds = estimate(args, proposal, n, key, name)
             z = (est.count - exact) / est.count_stderr if exact else math.nan
             row = {"n": n, "proposal": name, "seed": args.seed, "count": est.count, "rel_stderr": est.log_count_stderr,
-                   "exact": exact, "z": z, "ess_per_sample": est.ess / est.num_samples, "ess_per_second": est.ess / seconds,
+                   "exact": exact, "z": z, "ess_per_sample": est.ess / est.num_samples,
+                   "ess_per_second": est.ess / seconds,
                    "completed": est.completed, "lower_bound": est.lower_bound, "log_count": est.log_count,
                    "num_samples": est.num_samples, "sample_seconds": seconds,
                    "train_seconds": train_seconds if name == "learned" else 0.0,
@@ -143,7 +160,8 @@ def summarise(rows) -> None:
         if r["proposal"] == "learned":
             uniform = [u for u in rows if u["proposal"] == "uniform" and u["n"] == r["n"]]
             if uniform:
-                print(f"n = {r['n']}: learned/uniform ESS/M × {r['ess_per_sample'] / uniform[0]['ess_per_sample']:.1f}, "
+                ratio = r["ess_per_sample"] / uniform[0]["ess_per_sample"]
+                print(f"n = {r['n']}: learned/uniform ESS/M × {ratio:.1f}, "
                       f"ESS/s × {r['ess_per_second'] / uniform[0]['ess_per_second']:.1f}")  # fmt: skip
 
 

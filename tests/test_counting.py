@@ -9,15 +9,16 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+import scipy.stats
 from conftest import chi_square_pvalue, sequence_index
 
 from arjax import Autoregressive
 from arjax.allowed import masked_log_softmax
-from arjax.counting import D4Symmetrized, QueensProposal
+from arjax.counting import D4Symmetrized, QueensProposal, count_completions
 from arjax.estimators import CountEstimate, count, pool_counts
 from arjax.nn import MADE
 from arjax.objectives import count_loss
-from arjax.targets import NQueens, exact_count
+from arjax.targets import NonAttacking, NQueens, exact_count
 from arjax.train import fit_count
 
 
@@ -52,8 +53,8 @@ def dead_end_mass(conditionals: np.ndarray, n: int) -> float:
 def perturbed(q: QueensProposal, key) -> QueensProposal:
     """The proposal with random logits, so that no exactness check passes by symmetry alone."""
     k1, k2 = jax.random.split(key)
-    return eqx.tree_at(lambda m: (m.table, m.bias), q, (q.table + 0.5 * jax.random.normal(k1, q.table.shape),
-                                                         q.bias + 0.5 * jax.random.normal(k2, q.bias.shape)))  # fmt: skip
+    noise = (0.5 * jax.random.normal(k1, q.table.shape), 0.5 * jax.random.normal(k2, q.bias.shape))
+    return eqx.tree_at(lambda m: (m.table, m.bias), q, (q.table + noise[0], q.bias + noise[1]))
 
 
 @pytest.mark.parametrize("n", [5])
@@ -61,7 +62,8 @@ def test_masked_made_is_normalised_with_its_dead_ends_and_zero_on_attacking_boar
     net = MADE(num_positions=n, num_categories=n, width=16, depth=1, key=jax.random.key(n))
     dist = Autoregressive(net, allowed=NQueens(n).allowed)
     boards = all_boards(n)
-    log_q, conditionals = eqx.filter_jit(lambda d, x: (d.log_prob(x), d.conditional_log_probs(x)))(dist, jnp.asarray(boards))
+    tables = eqx.filter_jit(lambda d, x: (d.log_prob(x), d.conditional_log_probs(x)))
+    log_q, conditionals = tables(dist, jnp.asarray(boards))
     log_q, conditionals = np.asarray(log_q, np.float64), np.exp(np.asarray(conditionals, np.float64))
     solutions = brute_force_solutions(n)
     is_solution = np.array([tuple(b) in solutions for b in boards.tolist()])
@@ -84,8 +86,11 @@ def exact_tables(q, n: int):
     boards = jnp.asarray(all_boards(n))
     fast = np.asarray(eqx.filter_jit(lambda q, x: q.log_prob(x))(q, boards), np.float64)
     generic = np.asarray(eqx.filter_jit(lambda q, x: Autoregressive(q, allowed=q.allowed).log_prob(x))(q, boards))
-    x, log_q = eqx.filter_jit(lambda q, k: q.sample_and_log_prob(k, (20_000,)))(q, jax.random.key(1))
+    x, log_q = sample_20000(q, jax.random.key(1))
     return fast, generic, np.asarray(x), np.asarray(log_q)
+
+
+sample_20000 = eqx.filter_jit(lambda q, k: q.sample_and_log_prob(k, (20_000,)))
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +115,9 @@ def check_same_distribution(n, fast, generic, x, log_q):
 
 def test_fast_proposal_is_the_same_distribution_as_autoregressive_with_its_rule(five_queens):
     check_same_distribution(5, *five_queens[1:])
+    q, x = five_queens[0], five_queens[3]
+    np.testing.assert_array_equal(np.asarray(sample_20000(q, jax.random.key(1))[0]), x)  # same key, same samples
+    assert not np.array_equal(np.asarray(sample_20000(q, jax.random.key(2))[0]), x)
 
 
 @pytest.mark.slow
@@ -117,6 +125,54 @@ def test_fast_proposal_is_the_same_distribution_as_autoregressive_with_its_rule(
 def test_fast_proposal_equals_autoregressive_for_more_shapes(n, horizon, exact_rows):
     q = perturbed(QueensProposal(n, horizon=horizon, exact_rows=exact_rows), jax.random.key(n + horizon))
     check_same_distribution(n, *exact_tables(q, n))
+
+
+def completion_draws(lanes: int):
+    """Counts and draws of ``count_completions`` for 60 copies of each 2-queen prefix of n = 7, and the brute force."""
+    n, k, copies = 7, 2, 60
+    rule = NonAttacking(n)
+    prefixes = [p for p in itertools.permutations(range(n), k) if abs(p[0] - p[1]) != 1]
+    states = jax.tree.map(lambda *leaves: jnp.repeat(jnp.stack(leaves), copies),
+                          *[rule.place(rule.place(rule.start(), a), b) for a, b in prefixes])  # fmt: skip
+    solutions = sorted(brute_force_solutions(n))
+    completions = [[s[k:] for s in solutions if s[:k] == p] for p in prefixes]
+    search = jax.jit(lambda s: count_completions(s, n, n - k, lanes=lanes, key=jax.random.key(3)))
+    counts, drawn = map(np.asarray, search(states))
+    return counts, drawn, completions, copies
+
+
+def test_count_completions_counts_and_draws_completions_uniformly():
+    counts, drawn, completions, copies = completion_draws(lanes=5)  # lanes take several boards each
+    assert max(map(len, completions)) > 1 and min(map(len, completions)) == 0
+    np.testing.assert_array_equal(counts, np.repeat([len(c) for c in completions], copies))
+    observed, expected = [], []
+    for i, c in enumerate(completions):
+        draws = [tuple(row) for row in drawn[i * copies:(i + 1) * copies].tolist()]
+        assert set(draws) <= set(c) or (not c and set(draws) == {(0,) * 5})
+        observed += [draws.count(t) for t in c]
+        expected += [copies / max(len(c), 1)] * len(c)
+    chi2 = np.sum((np.array(observed) - expected) ** 2 / expected)
+    assert scipy.stats.chi2.sf(chi2, len(observed) - sum(map(bool, completions))) > 1e-3, chi2  # uniform per board
+
+
+@pytest.mark.slow
+def test_count_completions_does_not_depend_on_the_lanes():
+    (counts, drawn, *_), (counts_64, drawn_64, *_) = completion_draws(lanes=1), completion_draws(lanes=64)
+    np.testing.assert_array_equal(counts_64, counts)
+    np.testing.assert_array_equal(drawn_64, drawn)  # lanes set the speed, not the draw
+
+
+@pytest.mark.slow
+def test_exact_rows_over_the_whole_board_draw_solutions_uniformly_with_the_same_samples_for_the_same_key():
+    n = 7
+    q = QueensProposal(n, horizon=0, exact_rows=n)
+    sample = eqx.filter_jit(lambda q, k: q.sample_and_log_prob(k, (300,)))
+    x, log_q = map(np.asarray, sample(q, jax.random.key(0)))
+    assert np.asarray(jax.vmap(NQueens(n).is_valid)(jnp.asarray(x))).all()
+    np.testing.assert_allclose(log_q, -np.log(exact_count(n)), rtol=1e-6)  # zero variance: every weight is Q
+    assert len({tuple(b) for b in x.tolist()}) > 35  # 300 uniform draws from 40 miss none, nearly always
+    np.testing.assert_array_equal(np.asarray(sample(q, jax.random.key(0))[0]), x)
+    assert not np.array_equal(np.asarray(sample(q, jax.random.key(1))[0]), x)
 
 
 def board_images(x: np.ndarray) -> list[np.ndarray]:
@@ -216,7 +272,11 @@ def test_dead_end_rows_give_minus_infinity_and_zero_not_nan_gradients():
         (lambda: NQueens(0), ValueError, "n must be an integer ≥ 1"),
         (lambda: QueensProposal(2.5), ValueError, "n must be an integer ≥ 1"),
         (lambda: QueensProposal(33), ValueError, r"n must be an integer in 1\.\.32"),
-        (lambda: QueensProposal(8, exact_rows=8), ValueError, r"exact_rows must be an integer in 0\.\.7"),
+        (lambda: QueensProposal(8, exact_rows=9), ValueError, r"exact_rows must be an integer in 0\.\.8"),
+        (lambda: QueensProposal(13, exact_rows=13), ValueError, r"exact_rows must be an integer in 0\.\.12"),
+        (lambda: QueensProposal(8, lanes=0), ValueError, "lanes must be an integer ≥ 1, got 0"),
+        (lambda: count_completions(jax.tree.map(lambda a: a[None], NonAttacking(6).start()), 6, 7), ValueError,
+         r"rows must be an integer in 0\.\.6, got 7"),
         (lambda: QueensProposal(8, horizon=8), ValueError, r"horizon must be an integer in 0\.\.7"),
         (lambda: count(QueensProposal(6), NQueens(7).is_valid, jax.random.key(0), 100), ValueError,
          "proposal samples sequences of 6 tokens, which is_solution does not accept"),
@@ -232,7 +292,8 @@ def test_dead_end_rows_give_minus_infinity_and_zero_not_nan_gradients():
                             divergence="reverse_kl"), ValueError, 'divergence must be "forward_kl" or "chi2"'),
         (lambda: D4Symmetrized(MADE(6, 6, key=jax.random.key(0))), TypeError, "proposal must have sample_and_log_prob"),
     ],
-    ids=["nqueens-n0", "proposal-float-n", "proposal-n33", "exact-rows", "horizon", "wrong-size", "zero-budget",
+    ids=["nqueens-n0", "proposal-float-n", "proposal-n33", "exact-rows", "exact-rows-13", "lanes", "completion-rows",
+         "horizon", "wrong-size", "zero-budget",
          "not-a-proposal", "fit-wrong-size", "fit-zero-steps", "divergence", "d4-not-a-proposal"],
 )  # fmt: skip
 def test_bad_input_is_rejected_with_a_message_naming_the_argument(call, error, match):

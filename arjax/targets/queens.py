@@ -102,8 +102,9 @@ class NQueens(AbstractTarget):
         """The 8 images of a placement under the board's symmetry group D4 (rotations and reflections).
 
         Rows 0–3 are ``x``, its column mirror ``n - 1 - x``, its row mirror ``x[::-1]`` and the
-        180° rotation; rows 4–7 the same for the transpose (``x`` as a permutation, inverted). The transpose needs one queen per column, so the images
-        are placements only when ``x`` is a permutation; every image of a solution is a solution.
+        180° rotation; rows 4–7 the same for the transpose (``x`` as a permutation, inverted).
+        The transpose needs one queen per column, so the images are placements only when ``x`` is
+        a permutation; every image of a solution is a solution.
 
         Example:
             >>> import jax.numpy as jnp
@@ -203,7 +204,8 @@ class NonAttacking(eqx.Module):
         free = ~(state.columns | state.down | state.up) & _full_mask(self.n)
         if not self.look_ahead:
             return free
-        viable = jnp.all((free_counts_ahead(state, self.n, self.look_ahead) > 0) | ~rows_exist(row, self.n, self.look_ahead), axis=-1)
+        ahead = free_counts_ahead(state, self.n, self.look_ahead) > 0
+        viable = jnp.all(ahead | ~rows_exist(row, self.n, self.look_ahead), axis=-1)
         bits = jnp.left_shift(jnp.uint32(1), jnp.arange(self.n, dtype=jnp.uint32))
         return free & jnp.sum(jnp.where(viable, bits, 0)).astype(jnp.uint32)
 
@@ -213,7 +215,7 @@ class NonAttacking(eqx.Module):
 
 
 def free_counts_ahead(state: BoardState, n: int, rows: int) -> Int[Array, "N T"]:
-    """``free[c, t-1]``, ``t = 1…rows``: free columns of row ``t`` below the current one once a queen takes column ``c``.
+    """``free[c, t-1]``, ``t = 1…rows``: free columns of row ``t`` below once a queen takes column ``c``.
 
     Rows past the board count whatever the bitmasks say; mask them with ``rows_exist``.
 

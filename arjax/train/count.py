@@ -53,8 +53,8 @@ def fit_count(
         divergence: ``"forward_kl"`` or ``"chi2"`` (see ``arjax.objectives.count_loss``).
 
     Returns:
-        ``(net, history)`` (and the ``TrainState`` with ``return_state``); ``history`` maps ``step``, ``log_count``, ``ess_fraction``,
-        ``completed``, ``divergence`` and ``finite`` to per-step arrays.
+        ``(net, history)`` (and the ``TrainState`` with ``return_state``); ``history`` maps
+        ``step``, ``log_count``, ``ess_fraction``, ``completed``, ``divergence`` and ``finite`` to per-step arrays.
 
     Example:
         >>> import jax, optax
