@@ -133,6 +133,7 @@ def test_site_density_is_over_its_truly_free_coordinates_and_atoms_sit_on_the_or
     assert sorted(ac.orbit(g, letter, found.sites[0].coordinates).tolist()) == sorted(structure.frac_coords.tolist())
 
 
+@pytest.mark.slow  # cached = generic for mixed sequences is tested in test_continuous
 def test_cached_sampling_equals_the_generic_path_and_samples_decode():
     enc = CrystalEncoder(space_groups=[2, 12, 194, 225], elements=["O", "Na", "Cl"], max_sites=2, max_atoms=24)
     net = _net(enc, scale=1.0)

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 NUMBER = r"(-?\d+(?:\.\d+)?)"
 
@@ -16,6 +18,7 @@ def number_after(stdout: str, label: str) -> float:
     return float(match.group(1))
 
 
+@pytest.mark.slow  # the binned pipeline end to end; its pieces are tested in test_crystal and docs/crystals.md
 def test_crystals_quick_samples_valid_crystals_and_conditioning_moves_towards_the_target(tmp_path):
     proc = subprocess.run([sys.executable, str(EXAMPLES / "crystals.py"), "--quick", "--out", str(tmp_path)],
                           capture_output=True, text=True, timeout=600)  # fmt: skip

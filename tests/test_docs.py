@@ -26,6 +26,8 @@ PAGES_WITH_CODE = [
     "quickstart.md", "learn-from-data.md", "learn-from-energy.md", "posteriors.md", "sequences-over-time.md",
     "continuous.md", "rl-fine-tuning.md", "crystals.md", "parallel.md", "performance.md",
 ]
+# Pages whose code takes longest run in the slow tier; their samplers and losses have fast tests of their own.
+SLOW_PAGES = {"posteriors.md", "rl-fine-tuning.md"}
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^\n`]*)$")
 
 
@@ -65,9 +67,12 @@ def test_every_tutorial_page_has_code():
         assert code_blocks((DOCS / name).read_text()), f"docs/{name} has no ```python block"
 
 
-@pytest.mark.parametrize(
-    "page", [p for p in PAGES if code_blocks(p.read_text())], ids=lambda p: p.relative_to(DOCS).as_posix()
-)
+def _page_param(page: Path):
+    name = page.relative_to(DOCS).as_posix()
+    return pytest.param(page, id=name, marks=[pytest.mark.slow] if name in SLOW_PAGES else [])
+
+
+@pytest.mark.parametrize("page", [_page_param(p) for p in PAGES if code_blocks(p.read_text())])
 def test_page_code_runs(page, tmp_path, monkeypatch):
     """Run the page's ```python blocks in order, sharing one namespace, in a scratch directory."""
     blocks = code_blocks(page.read_text())

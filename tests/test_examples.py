@@ -43,6 +43,7 @@ def table_rows(stdout: str, first_column: str) -> list[list[str]]:
     return [line.split() for line in stdout.splitlines() if re.match(rf"^\s*{first_column}\s+{NUMBER}", line)]
 
 
+@pytest.mark.slow  # VAN training against exact free energies is tested in test_train and test_free_energy
 def test_ising_van_quick_beats_mean_field_and_bounds_exact_free_energy(tmp_path):
     stdout = run_example("ising_van.py", tmp_path)
     assert (tmp_path / "ising_van_L4.png").stat().st_size > 10_000
