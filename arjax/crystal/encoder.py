@@ -27,7 +27,7 @@ from jaxtyping import Float
 
 from arjax.crystal.errors import CrystalError
 from arjax.crystal.families import Gated, LogitNormalMixture
-from arjax.crystal.notation import ELEMENTS, Crystal, Site, full_lattice, parse_crystal
+from arjax.crystal.notation import ELEMENTS, Crystal, Site, check_vocabulary, full_lattice, parse_crystal
 from arjax.crystal.wyckoff import (
     LETTERS,
     free_coordinates,
@@ -77,15 +77,7 @@ class CrystalEncoder:
         coordinate_frequencies: int = 5,
         lattice_components: int = 4,
     ):
-        groups = tuple(range(1, 231)) if space_groups is None else tuple(int(g) for g in space_groups)
-        if not groups or len(set(groups)) != len(groups) or not all(1 <= g <= 230 for g in groups):
-            raise ValueError(f"space_groups must be distinct integers in 1..230, got {space_groups!r}")
-        elements = ELEMENTS if elements is None else tuple(elements)
-        unknown = [e for e in elements if e not in ELEMENTS]
-        if unknown:
-            raise ValueError(f"elements holds unknown element symbols {unknown}")
-        if not elements or len(set(elements)) != len(elements):
-            raise ValueError(f"elements must be a non-empty sequence of distinct symbols, got {elements}")
+        groups, elements = check_vocabulary(space_groups, elements)
         for name, value in (
             ("max_sites", max_sites),
             ("coordinate_components", coordinate_components),

@@ -19,7 +19,7 @@ from arjax.crystal.wyckoff import (
     wyckoff_letters,
 )
 
-__all__ = ["ELEMENTS", "END", "Crystal", "Site", "full_lattice", "parse_crystal"]
+__all__ = ["ELEMENTS", "END", "Crystal", "Site", "check_vocabulary", "full_lattice", "parse_crystal"]
 
 END = "X"
 ELEMENTS = tuple(
@@ -97,6 +97,24 @@ class Crystal:
 
     def __str__(self) -> str:
         return self.to_string()
+
+
+def check_vocabulary(space_groups, elements) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """A crystal vocabulary's space groups (default all 230) and element symbols (default ``ELEMENTS``), checked.
+
+    >>> check_vocabulary([225, 221], ["O", "Ti"])
+    ((225, 221), ('O', 'Ti'))
+    """
+    groups = tuple(range(1, 231)) if space_groups is None else tuple(int(g) for g in space_groups)
+    if not groups or len(set(groups)) != len(groups) or not all(1 <= g <= 230 for g in groups):
+        raise ValueError(f"space_groups must be distinct integers in 1..230, got {space_groups!r}")
+    elements = ELEMENTS if elements is None else tuple(elements)
+    unknown = [e for e in elements if e not in ELEMENTS]
+    if unknown:
+        raise ValueError(f"elements holds unknown element symbols {unknown}")
+    if not elements or len(set(elements)) != len(elements):
+        raise ValueError(f"elements must be a non-empty sequence of distinct symbols, got {elements}")
+    return groups, elements
 
 
 def parse_crystal(text: str) -> Crystal:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 from jaxtyping import Int
 
-from arjax.crystal.notation import ELEMENTS, END, Crystal, Site, full_lattice, parse_crystal
+from arjax.crystal.notation import ELEMENTS, END, Crystal, Site, check_vocabulary, full_lattice, parse_crystal
 from arjax.crystal.wyckoff import (
     LETTERS,
     lattice_parameter_names,
@@ -64,15 +64,7 @@ class CrystalTokenizer:
         angle_range: tuple[float, float] = (60.0, 150.0),
         angle_bins: int = 91,
     ):
-        groups = tuple(range(1, 231)) if space_groups is None else tuple(int(g) for g in space_groups)
-        if not groups or len(set(groups)) != len(groups) or not all(1 <= g <= 230 for g in groups):
-            raise ValueError(f"space_groups must be distinct integers in 1..230, got {space_groups!r}")
-        elements = ELEMENTS if elements is None else tuple(elements)
-        unknown = [e for e in elements if e not in ELEMENTS]
-        if unknown:
-            raise ValueError(f"elements holds unknown element symbols {unknown}")
-        if not elements or len(set(elements)) != len(elements):
-            raise ValueError(f"elements must be a non-empty sequence of distinct symbols, got {elements}")
+        groups, elements = check_vocabulary(space_groups, elements)
         for name, value in (("max_sites", max_sites), ("coordinate_bins", coordinate_bins)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
