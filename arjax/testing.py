@@ -10,7 +10,7 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from arjax.families.layout import net_layout
 
-__all__ = ["all_sequences", "check_autoregressive", "check_normalized"]
+__all__ = ["all_sequences", "sequence_index", "chi_square_pvalue", "check_autoregressive", "check_normalized"]
 
 _MAX_ENUMERATION = 2**16
 
@@ -26,6 +26,41 @@ def all_sequences(num_positions: int, num_categories: int) -> Int[Array, "M N"]:
         raise ValueError(f"enumeration needs K**N ≤ {_MAX_ENUMERATION}, got {num_categories}**{num_positions}")
     grid = np.array(list(itertools.product(range(num_categories), repeat=num_positions)), np.int32)
     return jnp.asarray(grid.reshape(count, num_positions))
+
+
+def sequence_index(x, num_categories: int) -> np.ndarray:
+    """Position of each sequence in the lexicographic order of ``all_sequences``.
+
+    >>> sequence_index(np.array([[0, 0], [1, 0], [1, 1]]), 2).tolist()
+    [0, 2, 3]
+    """
+    x = np.asarray(x)
+    weights = num_categories ** np.arange(x.shape[-1] - 1, -1, -1)
+    return x @ weights
+
+
+def chi_square_pvalue(samples, probs, min_expected: float = 5.0) -> float:
+    """Pearson chi-square p-value of ``samples`` (token sequences) against exact ``probs`` (lexicographic order).
+
+    Cells expected to hold fewer than ``min_expected`` draws are pooled into one cell. Needs SciPy.
+
+    >>> x = np.array([[0, 0]] * 25 + [[0, 1]] * 25 + [[1, 0]] * 25 + [[1, 1]] * 25)
+    >>> chi_square_pvalue(x, np.full(4, 0.25))
+    1.0
+    """
+    from scipy import stats
+
+    probs = np.asarray(probs, np.float64)
+    probs = probs / probs.sum()
+    num_categories = round(len(probs) ** (1 / np.asarray(samples).shape[-1]))
+    counts = np.bincount(sequence_index(samples, num_categories), minlength=len(probs))
+    expected = probs * counts.sum()
+    big = expected >= min_expected
+    observed = np.append(counts[big], counts[~big].sum())
+    expected = np.append(expected[big], expected[~big].sum())
+    if expected[-1] == 0:
+        observed, expected = observed[:-1], expected[:-1]
+    return float(stats.chisquare(observed, expected).pvalue)
 
 
 def check_autoregressive(

@@ -39,13 +39,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from scipy import stats
 
 import arjax
 from arjax.nn import MADE, PixelCNN, Transformer
 from arjax.objectives import free_energy_loss, nll
 from arjax.targets import IsingSquare
-from arjax.testing import all_sequences
+from arjax.testing import all_sequences, chi_square_pvalue
 
 FAILED = []
 START = time.perf_counter()
@@ -113,7 +112,7 @@ def run_checks(device, num_samples):
               sequences=4096)  # fmt: skip
 
         draws, _ = eqx.filter_jit(lambda net, key: arjax.sample_and_log_prob(net, key, (num_samples,)))(net, key)
-        p_value = chi_square_pvalue(np.asarray(draws), np.exp(log_p), k)
+        p_value = chi_square_pvalue(np.asarray(draws), np.exp(log_p))
         check(f"check_chi_square_{label}", p_value > 1e-3, device, p_value=p_value, samples=num_samples)
 
 
@@ -121,19 +120,6 @@ def check(name, passed, device, **extra):
     if not passed:
         FAILED.append(name)
     emit(name, 1 if passed else 0, "pass", device=device, **extra)
-
-
-def chi_square_pvalue(samples, probs, k, min_expected=5.0):
-    """Pearson chi-square p-value of sequences against exact lexicographic ``probs`` (small cells pooled)."""
-    index = samples @ (k ** np.arange(samples.shape[1] - 1, -1, -1))
-    counts = np.bincount(index, minlength=len(probs))
-    expected = probs / probs.sum() * counts.sum()
-    big = expected >= min_expected
-    observed = np.append(counts[big], counts[~big].sum())
-    expected = np.append(expected[big], expected[~big].sum())
-    if expected[-1] == 0:
-        observed, expected = observed[:-1], expected[:-1]
-    return float(stats.chisquare(observed, expected).pvalue)
 
 
 # ----------------------------------------------------------------------------------- timings

@@ -15,33 +15,9 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from scipy import stats  # noqa: E402
 from scipy.special import logsumexp  # noqa: E402
 
-
-def sequence_index(x, num_categories: int) -> np.ndarray:
-    """Position of each sequence in the lexicographic order of ``arjax.testing.all_sequences``."""
-    x = np.asarray(x)
-    weights = num_categories ** np.arange(x.shape[-1] - 1, -1, -1)
-    return x @ weights
-
-
-def chi_square_pvalue(samples, probs, min_expected: float = 5.0) -> float:
-    """Pearson chi-square p-value of ``samples`` (sequences) against exact ``probs`` (lexicographic).
-
-    Cells expected to hold fewer than ``min_expected`` draws are pooled into one cell.
-    """
-    probs = np.asarray(probs, np.float64)
-    probs = probs / probs.sum()
-    num_categories = round(len(probs) ** (1 / np.asarray(samples).shape[-1]))
-    counts = np.bincount(sequence_index(samples, num_categories), minlength=len(probs))
-    expected = probs * counts.sum()
-    big = expected >= min_expected
-    observed = np.append(counts[big], counts[~big].sum())
-    expected = np.append(expected[big], expected[~big].sum())
-    if expected[-1] == 0:
-        observed, expected = observed[:-1], expected[:-1]
-    return float(stats.chisquare(observed, expected).pvalue)
+from arjax.testing import chi_square_pvalue, sequence_index  # noqa: E402, F401  (the tests import them from here)
 
 
 @pytest.fixture
