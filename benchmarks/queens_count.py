@@ -10,26 +10,25 @@ of ``examples/nqueens_count.py`` (``--train-exact-rows`` exact rows while traini
 - ``uniform_jax``: Knuth's estimator, ``QueensProposal.knuth(n)``, through the same code;
 - ``knuth_numpy``: Knuth's estimator written directly in numpy with ``uint64`` bitmasks, which
   drops dead rollouts as it goes (the in-run baseline, as measured in the issue: 2·10⁷ rollouts
-  in ~5 CPU-minutes at n = 22–26); it is 2.5-3x faster per rollout than ``uniform_jax`` here.
+  in ~5 CPU-minutes at n = 22–26); it is 1.4-2.4x faster per rollout than ``uniform_jax`` here.
 
 Each prints JSON lines ``ess_per_sample`` (ESS/M), ``ess_per_second`` (ESS over the sampling wall
 time, compilation excluded), ``rel_stderr`` and ``z`` (against OEIS A000170) with the sample
 count; ``learned_exact{L}_vs_{baseline}_*`` are the ratios against both baselines of the same run.
 
-Measured (2-core CPU shared with other jobs, load average 5-8; ``--seconds 30 --steps 150
---exact-rows 6,8,10``, training 78 s at n = 20 and 114 s at n = 27 in the first run of the same
-checkpoints; logs in ``/work/runs/queens/bench/n20_n27_v2.jsonl``), learned vs ``knuth_numpy``:
+Measured on this 2-core CPU (``--seconds 30 --steps 150 --exact-rows 8,9``, with the checkpoints
+of a first run whose training took 78 s at n = 20 and 114 s at n = 27; load average 0.8-1.3 at
+n = 20, 3.3 at n = 27; log ``/work/runs/queens/s3/bench.jsonl``), learned vs ``knuth_numpy``:
 
     n    exact rows   ESS/M ratio   ESS/s ratio
-    20   6            10.0          3.5
-    20   8            26.4          5.1
-    20   10           61.1          3.0
-    27   6            12.7          2.5
-    27   8            28.9          5.5
-    27   10           71.7          5.7
+    20   8            27.1          5.97
+    20   9            44.3          4.56
+    27   8            28.5          6.35
+    27   9            46.7          7.06
 
-Against ``uniform_jax`` the ESS/s ratios are 2.4-3x larger (12.5 at n = 20, 16.6 at n = 27 with
-8 exact rows). ESS/M of Knuth's estimator: 0.0084 at n = 20, 0.0035 at n = 27.
+Against ``uniform_jax`` the ESS/s ratios are larger (8.5 at n = 20, 17.2 at n = 27 with 8 exact
+rows). ESS/M of Knuth's estimator: 0.0082 at n = 20, 0.0036 at n = 27. An earlier run under load
+5-8 with ``--exact-rows 6,8,10`` gave 26.4 / 5.1 (n = 20) and 28.9 / 5.5 (n = 27) with 8 exact rows.
 
 Run: python benchmarks/queens_count.py [--n 20,27] [--seconds 30] [--exact-rows 6,8,10] [--checkpoint DIR]
 """

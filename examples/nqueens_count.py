@@ -19,17 +19,19 @@ where most of the gain over Knuth's estimator comes from.
 
 Run:
     python examples/nqueens_count.py --quick                      # n = 8: seconds
-    python examples/nqueens_count.py --n 16,18,20,21,22,23,24,25,26,27 --steps 50 --batch 1024 \
-        --sample-exact-rows 10 --samples 131072                   # calibration, ~12 min
+    python examples/nqueens_count.py --n 16,17,18,19,20,21,22,23,24,25,26,27 --steps 50 --batch 1024 \
+        --sample-exact-rows 10 --samples 131072                   # calibration, ~9 min
     python examples/nqueens_count.py --n 28 --steps 150 --sample-exact-rows 10 --rel-error 1.5e-3 \
         --segment 262144 --no-uniform --checkpoint runs/queens --seed 1
+    python examples/nqueens_count.py --plot-rows runs/*/rows.jsonl   # table and plot of earlier runs
 
-Measured on a 2-core CPU shared with other jobs: the calibration command above put 9 of 10
-learned estimates within 2σ of the exact counts and all within 3σ (uniform: 10 of 10 within
-2σ), with 50-60x Knuth's ESS per sample. The n = 28 command gave
-Q(28) ≈ 2.56357e18 ± 0.141 % (seed 1) and 2.56232e18 ± 0.141 % (seed 2), 1.8M samples and about
-250 s each, training included (see ``docs/nqueens-counting.md``); only an exact enumeration gives
-the integer.
+Measured on this 2-core CPU (``docs/nqueens-counting.md``): the calibration over n = 8…27 (3 exact
+rows for n ≤ 15, 10 above) put 19 of 20 learned estimates within 2σ of the exact counts and all
+within 3σ (uniform: 19 of 20 and all), with 49-62x Knuth's ESS per sample for n ≥ 16. The n = 28
+command gave Q(28) ≈ 2.56357e18 ± 0.141 % (seed 1) and 2.56232e18 ± 0.141 % (seed 2), 1.8M
+samples and about 250 s each, training included; n = 30 (three seeds) pools to
+(3.3763 ± 0.0036)e20 and n = 32 (two seeds) to (5.0605 ± 0.0070)e22. Only an exact enumeration
+gives the integers.
 """
 
 import argparse
@@ -73,6 +75,8 @@ def parse_args(argv=None):
     parser.add_argument("--checkpoint", type=Path, default=None, help="directory for checkpoints and segments")
     parser.add_argument("--quick", action="store_true", help="n = 8 with a short schedule (a smoke test)")
     parser.add_argument("--out", type=Path, default=Path("."), help="directory for the plot and rows.jsonl")
+    parser.add_argument("--plot-rows", type=Path, nargs="+", default=None, metavar="ROWS",
+                        help="no runs: summarise and plot the rows.jsonl files of earlier runs together")
     args = parser.parse_args(argv)
     if args.quick:
         args.n, args.steps, args.batch, args.samples, args.segment, args.batch_size = "8", 10, 256, 2**14, 2**14, 2**12
@@ -114,9 +118,14 @@ def estimate(args, proposal, n: int, key, name: str) -> tuple[CountEstimate, flo
 
 def main(argv=None):
     args = parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.plot_rows is not None:
+        rows = [json.loads(line) for path in args.plot_rows for line in path.read_text().splitlines() if line]
+        summarise(rows)
+        print(f"plot: {plot(args, rows)}")
+        return
     if args.checkpoint is not None:
         args.checkpoint.mkdir(parents=True, exist_ok=True)
-    args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     header = (f"{'n':>3} {'proposal':>8} {'estimate':>12} {'± rel':>8} {'exact':>20} {'z':>6} {'ESS/M':>8} "
               f"{'ESS/s':>8} {'done':>6} {'lower bd':>9} {'train s':>8} {'sample s':>8}")  # fmt: skip
@@ -158,11 +167,32 @@ def summarise(rows) -> None:
                   f"of {zs.size} sizes with an exact count")  # fmt: skip
     for r in rows:
         if r["proposal"] == "learned":
-            uniform = [u for u in rows if u["proposal"] == "uniform" and u["n"] == r["n"]]
+            uniform = [u for u in rows if u["proposal"] == "uniform" and u["n"] == r["n"] and u["seed"] == r["seed"]]
             if uniform:
                 ratio = r["ess_per_sample"] / uniform[0]["ess_per_sample"]
                 print(f"n = {r['n']}: learned/uniform ESS/M × {ratio:.1f}, "
                       f"ESS/s × {r['ess_per_second'] / uniform[0]['ess_per_second']:.1f}")  # fmt: skip
+    for n, seeds in unknown_sizes(rows).items():
+        count, stderr = pooled(seeds)
+        chi2 = sum(((r["count"] - count) / (r["count"] * r["rel_stderr"])) ** 2 for r in seeds)
+        print(f"n = {n}: {len(seeds)} seeds, pooled {count:.6g} ± {stderr / count:.3%}, "
+              f"agreement χ² = {chi2:.2f} for {len(seeds) - 1} degrees of freedom")
+
+
+def unknown_sizes(rows) -> dict[int, list[dict]]:
+    """Learned estimates of the sizes without an exact count, by ``n``, one row per seed."""
+    out: dict[int, list[dict]] = {}
+    for r in rows:
+        if r["proposal"] == "learned" and not r["exact"]:
+            out.setdefault(r["n"], []).append(r)
+    return dict(sorted(out.items()))
+
+
+def pooled(rows) -> tuple[float, float]:
+    """Inverse-variance mean of independent estimates and its standard error."""
+    weights = np.array([1.0 / (r["count"] * r["rel_stderr"]) ** 2 for r in rows])
+    count = float(np.sum(weights * [r["count"] for r in rows]) / weights.sum())
+    return count, float(1.0 / math.sqrt(weights.sum()))
 
 
 def plot(args, rows) -> Path:
@@ -171,7 +201,13 @@ def plot(args, rows) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax, resid) = plt.subplots(2, 1, figsize=(7, 6), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
+    unknown = unknown_sizes(rows)
+    known = sorted({r["n"] for r in rows if r["exact"]})
+    panels = 1 + bool(known) + bool(unknown)
+    fig, axes = plt.subplots(panels, 1, figsize=(7, 2.6 * panels + 1), squeeze=False,
+                             gridspec_kw={"height_ratios": [2] + [1] * (panels - 1)})  # fmt: skip
+    ax, *rest = axes[:, 0]
+    resid = rest.pop(0) if known else None
     for name, marker in (("learned", "o"), ("uniform", "s")):
         sel = [r for r in rows if r["proposal"] == name]
         if not sel:
@@ -182,16 +218,32 @@ def plot(args, rows) -> Path:
         exact = [(r["n"], r["z"]) for r in sel if r["exact"]]
         if exact:
             resid.plot(*zip(*exact), marker, ms=4, label=name)
-    known = sorted({r["n"] for r in rows if r["exact"]})
-    ax.plot(known, [math.log(NQueens(n).known_solution_count) for n in known], "k_", ms=12, label="exact (OEIS)")
+    if known:
+        ax.plot(known, [math.log(NQueens(n).known_solution_count) for n in known], "k_", ms=12, label="exact (OEIS)")
+        for level in (-2, 2):
+            resid.axhline(level, color="grey", ls=":")
+        resid.axhline(0, color="k", lw=0.5)
+        resid.set_xlabel("n (exact count known)")
+        resid.set_ylabel("z = (Q̂ - Q)/σ")
+        resid.legend(fontsize=8)
     ax.set_ylabel("ln Q(n)")
+    ax.set_xlabel("n")
     ax.set_title("n-queens solutions: importance-sampling estimates ± 1σ")
     ax.legend()
-    for level in (-2, 2):
-        resid.axhline(level, color="grey", ls=":")
-    resid.axhline(0, color="k", lw=0.5)
-    resid.set_xlabel("n")
-    resid.set_ylabel("z = (Q̂ - Q)/σ")
+    if unknown:
+        seeds_ax = rest.pop(0)
+        for k, (n, seeds) in enumerate(unknown.items()):
+            count, stderr = pooled(seeds)
+            offsets = k + np.linspace(-0.15, 0.15, len(seeds)) if len(seeds) > 1 else np.array([k])
+            seeds_ax.errorbar(offsets, [100 * (r["count"] / count - 1) for r in seeds],
+                              yerr=[100 * r["rel_stderr"] * r["count"] / count for r in seeds], fmt="o", ms=4,
+                              capsize=2, color="C0")  # fmt: skip
+            band = 100 * stderr / count
+            seeds_ax.fill_between([k - 0.3, k + 0.3], -band, band, color="C0", alpha=0.2)
+        seeds_ax.axhline(0, color="k", lw=0.5)
+        seeds_ax.set_xticks(range(len(unknown)), [f"n = {n}\n{pooled(s)[0]:.4g}" for n, s in unknown.items()])
+        seeds_ax.set_ylabel("seed / pooled − 1 (%)")
+        seeds_ax.set_title("no exact count: independent seeds ± 1σ, band = pooled ± 1σ", fontsize=9)
     fig.tight_layout()
     path = args.out / "nqueens_count.png"
     fig.savefig(path, dpi=100)

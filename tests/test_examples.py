@@ -140,3 +140,16 @@ def test_nqueens_count_quick_estimates_the_92_solutions_of_eight_queens_within_t
     assert float(rows["learned"][6]) > float(rows["uniform"][6])
     saved = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
     assert {r["proposal"] for r in saved} == {"learned", "uniform"}
+
+    # --plot-rows: the rows of earlier runs together; seeds of a size without an exact count are
+    # pooled by inverse variance (here 100 ± 1 and 103 ± 2: 100.6 ± 0.894, χ² = 1.8 for 1 dof).
+    seeds = [{**saved[0], "n": 40, "seed": s, "count": c, "rel_stderr": e / c, "exact": None, "z": float("nan")}
+             for s, c, e in ((1, 100.0, 1.0), (2, 103.0, 2.0))]  # fmt: skip
+    (tmp_path / "seeds.jsonl").write_text("".join(json.dumps(r) + "\n" for r in seeds))
+    replot = tmp_path / "replot"
+    command = [sys.executable, str(EXAMPLES / "nqueens_count.py"), "--out", str(replot),
+               "--plot-rows", str(tmp_path / "rows.jsonl"), str(tmp_path / "seeds.jsonl")]  # fmt: skip
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "n = 40: 2 seeds, pooled 100.6 ± 0.889%, agreement χ² = 1.80 for 1 degrees of freedom" in proc.stdout
+    assert (replot / "nqueens_count.png").stat().st_size > 10_000
