@@ -21,12 +21,18 @@ uniqueness and novelty (StructureMatcher, against the training set), the Wassers
 density and of the number of elements to the test set (valid samples), and the fraction of samples
 in which spglib (symprec 0.1) finds only P1.
 
-Run (needs pymatgen and smact: ``pip install arjax[crystal]``)::
+Run (composition validity needs smact; uniqueness, novelty and density need pymatgen:
+``pip install arjax[crystal]``; without them those metrics print as nan)::
 
-    python examples/crystals_mp20.py --quick                      # smoke run
-    python examples/crystals_mp20.py --out /work/runs/crystal     # default CPU run (see docs/crystals.md)
+    python examples/crystals_mp20.py --quick                      # smoke run, about a minute
+    python examples/crystals_mp20.py --out runs/crystal           # default CPU run: 36 min here
     python examples/crystals_mp20.py --steps 50000 --batch-size 256 --d-model 256 --layers 8 \\
         --samples 10000 --out runs/gpu                            # the longer run, for a GPU
+
+Measured with the default CPU run (6000 steps × 64, d_model 64, 2 layers, 1000 samples each; see
+``docs/crystals.md``), binned → continuous: skeleton NLL 18.24 → 17.94 nats, structural validity
+90.5 → 93.1 %, SMACT 82.5 → 81.4 %, novelty 91.8 → 95.8 %, Wasserstein density 0.676 → 0.228 g/cm³,
+number of elements 0.282 → 0.264, P1 fraction 2.3 → 1.0 %.
 
 Trained nets are saved in ``--out`` and reused by a later run with the same settings; ``fit_mle``
 checkpoints every ``--log-every`` steps, so an interrupted run resumes.
@@ -34,6 +40,7 @@ checkpoints every ``--log-every`` steps, so an interrupted run resumes.
 
 import argparse
 import collections
+import importlib.util
 import json
 import time
 from pathlib import Path
@@ -69,7 +76,7 @@ def parse_args(argv=None):
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the 80/10/10 split")
     parser.add_argument("--max-sites", type=int, default=10)
     parser.add_argument("--max-atoms", type=int, default=48)
-    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--steps", type=int, default=6000)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--d-model", type=int, default=64)
@@ -81,8 +88,8 @@ def parse_args(argv=None):
     parser.add_argument("--models", default="binned,continuous", help="comma-separated subset of binned,continuous")
     args = parser.parse_args(argv)
     if args.quick:
-        args.steps, args.batch_size, args.d_model, args.layers, args.heads = 40, 32, 32, 1, 2
-        args.samples, args.is_samples, args.log_every = 48, 2, 20
+        args.steps, args.batch_size, args.d_model, args.layers, args.heads = 20, 32, 16, 1, 2
+        args.samples, args.is_samples, args.log_every = 32, 2, 20
     return args
 
 
@@ -92,7 +99,7 @@ def load_data(args):
     records = load_mp20_biternary()
     splits = dict(zip(("train", "val", "test"), seeded_split(records, (0.8, 0.1, 0.1), seed=args.split_seed)))
     if args.quick:
-        splits = {"train": splits["train"][:400], "val": splits["val"][:50], "test": splits["test"][:50]}
+        splits = {"train": splits["train"][:200], "val": splits["val"][:20], "test": splits["test"][:40]}
     crystals = {name: [parse_crystal(r["crystal"]) for r in rows] for name, rows in splits.items()}
     every = [c for rows in crystals.values() for c in rows]
     lengths = [v for c in crystals["train"] for v in c.lattice[:3]]
@@ -180,27 +187,33 @@ def draw(kind, net, encoder, tokenizer, count: int, key) -> list:
 
 
 # ------------------------------------------------------------------------------------- metrics
+HAVE = {name: importlib.util.find_spec(name) is not None for name in ("pymatgen", "smact")}
+
+
 def evaluate(samples, train_structures, test_structures) -> dict:
+    """The metrics of ``samples``; those that need pymatgen or smact are NaN when it is not installed."""
+    nan = float("nan")
     structures = [None if c is None else _structure(c) for c in samples]
     decoded = [s for s in structures if s is not None]
     structural = [metrics.structurally_valid(s) for s in decoded]
-    composition = [metrics.compositionally_valid(s.species) for s in decoded]
-    valid = [s for s, a, b in zip(decoded, structural, composition) if a and b]
+    composition = [metrics.compositionally_valid(s.species) for s in decoded] if HAVE["smact"] else None
+    valid = [s for s, a, b in zip(decoded, structural, composition or structural) if a and b]
     n = len(samples)
+    matcher = HAVE["pymatgen"] and bool(valid)
     out = {
         "samples": n,
         "decoded": len(decoded) / n,
         "structural_validity": sum(structural) / n,
-        "composition_validity": sum(composition) / n,
-        "validity": len(valid) / n,
-        "uniqueness": metrics.uniqueness(valid) if valid else float("nan"),
-        "novelty": metrics.novelty(valid, train_structures) if valid else float("nan"),
+        "composition_validity": nan if composition is None else sum(composition) / n,
+        "validity": nan if composition is None else len(valid) / n,
+        "uniqueness": metrics.uniqueness(valid) if matcher else nan,
+        "novelty": metrics.novelty(valid, train_structures) if matcher else nan,
         "p1_fraction": metrics.p1_fraction(decoded),
         "generated_p1_fraction": float(np.mean([c.space_group == 1 for c in samples if c is not None])),
     }
-    if valid:
-        for name, fn in (("density", metrics.density), ("num_elements", metrics.num_elements)):
-            out[f"wasserstein_{name}"] = metrics.wasserstein([fn(s) for s in valid], [fn(s) for s in test_structures])
+    measures = [("num_elements", metrics.num_elements)] + ([("density", metrics.density)] if HAVE["pymatgen"] else [])
+    for name, fn in measures if valid else ():
+        out[f"wasserstein_{name}"] = metrics.wasserstein([fn(s) for s in valid], [fn(s) for s in test_structures])
     return out
 
 
@@ -236,6 +249,9 @@ def main(argv=None):
           + ", ".join(f"{name} {len(rows)}" for name, rows in data.items()))
     print(f"  skipped: {dict(skipped) or 'none'}")
     print(f"  {encoder}\n  {tokenizer}")
+    missing = [name for name, present in HAVE.items() if not present]
+    if missing:
+        print(f"  {' and '.join(missing)} not installed (pip install arjax[crystal]): metrics that need them are nan")
     train_structures = [to_structure(c) for _, c in data["train"]]
     test_structures = [to_structure(c) for _, c in data["test"]]
     keys = dict(zip(("binned", "continuous"), jax.random.split(jax.random.key(args.seed), 2)))
