@@ -21,6 +21,11 @@ Run::
 
     python examples/crystals_design.py --quick
     python examples/crystals_design.py --out runs/crystal     # reuses the default CPU run's net
+
+Measured with the default CPU run's net (1115 s on a 2-core CPU; ``docs/crystals.md``): cloze
+acceptance 0.34, completed double perovskites 99.6 % structurally valid and 75.4 % valid with
+SMACT; RL towards 2 eV (predictor RMSE 0.70 eV) moved the fraction on target from 4.4 % to
+60.5 % at a KL of 4.9 nats, validity 74.7 → 75.2 %, novelty 93.3 → 98.4 %.
 """
 
 import argparse
