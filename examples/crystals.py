@@ -132,9 +132,11 @@ def predict(predictor, xs):
     return jax.vmap(predictor)(xs)
 
 
-def fit_predictor(tokenizer, train_x, train_y, test_x, test_y, *, steps: int, key) -> tuple[Predictor, dict]:
-    """An MLP (2 × 128, GELU) fitted by AdamW on standardised targets; returns test/train RMSE."""
-    features = structure_features(tokenizer)
+def fit_predictor(features, train_x, train_y, test_x, test_y, *, steps: int, key) -> tuple[Predictor, dict]:
+    """An MLP (2 × 128, GELU) on ``features(x)``, AdamW on standardised targets in minibatches of ≤ 256 rows.
+
+    Returns the predictor and its test/train RMSE beside that of predicting the mean.
+    """
     k_init, k_batch = jax.random.split(key)
     mean, scale = float(np.mean(train_y)), float(np.std(train_y))
     in_size = int(features(jnp.asarray(train_x[0])).shape[0])
@@ -145,6 +147,7 @@ def fit_predictor(tokenizer, train_x, train_y, test_x, test_y, *, steps: int, ke
     optimizer = optax.adamw(schedule, weight_decay=1e-2)
     opt_state = optimizer.init(params)
     x_all, y_all = jnp.asarray(train_x), jnp.asarray(train_y, jnp.float32)
+    batch = min(256, x_all.shape[0])
 
     def loss(params, x, y):
         f = jax.vmap(eqx.combine(params, static))(x)
@@ -154,7 +157,7 @@ def fit_predictor(tokenizer, train_x, train_y, test_x, test_y, *, steps: int, ke
     def train(params, opt_state):
         def step(carry, t):
             params, opt_state = carry
-            rows = jax.random.choice(jax.random.fold_in(k_batch, t), x_all.shape[0], (256,), replace=False)
+            rows = jax.random.choice(jax.random.fold_in(k_batch, t), x_all.shape[0], (batch,), replace=False)
             grads = jax.grad(loss)(params, x_all[rows], y_all[rows])
             updates, opt_state = optimizer.update(grads, opt_state, params)
             return (optax.apply_updates(params, updates), opt_state), None
@@ -555,8 +558,8 @@ def main(argv=None):
     t0 = time.perf_counter()
     train_y = np.array([r[args.property] for r in train])
     test_y = np.array([r[args.property] for r in test])
-    predictor, fit = fit_predictor(tokenizer, train_x, train_y, test_x, test_y, steps=args.predictor_steps,
-                                   key=k_pred)
+    predictor, fit = fit_predictor(structure_features(tokenizer), train_x, train_y, test_x, test_y,
+                                   steps=args.predictor_steps, key=k_pred)  # fmt: skip
     print(f"\n[predictor] MLP on group/letter/element one-hots → {args.property}: test RMSE = "
           f"{fit['test_rmse']:.3f} (train {fit['train_rmse']:.3f}; predicting the mean: {fit['baseline_rmse']:.3f})"
           f"   time = {time.perf_counter() - t0:.1f}s")
