@@ -131,7 +131,7 @@ class RewardEstimate(NamedTuple):
         objective_stderr: its Monte Carlo standard error.
         reward: ``E_q[r]``.
         kl: ``KL(q ‖ prior) = E_q[ln q - ln p]`` from the exact per-sample log-probabilities; without
-            a prior, the KL to the uniform distribution, ``E_q[ln q] + N ln K``.
+            a prior, the KL to the uniform distribution, ``E_q[ln q] + N ln K`` (``E_q[ln q]`` for real-valued nets).
         entropy: ``S_q = -E_q[ln q]``.
     """
 
@@ -209,7 +209,8 @@ def reward_loss(
 
     Args:
         q_net: the autoregressive net of ``q`` (differentiated).
-        reward_fn: ``r(x: Int[N]) -> Float[]`` for one sequence (``jax.vmap``-ed over the batch).
+        reward_fn: ``r(x: Int[N]) -> Float[]`` for one sequence (``jax.vmap``-ed over the batch); a float
+            sequence for nets with real-valued positions.
             A NaN reward makes the gradient NaN (the ``fit_*`` loops then skip the step).
         prior: ``None``, an ``arjax.Autoregressive`` or a net with the same ``N`` and ``K`` as
             ``q_net``; it is held fixed. ``q`` uses the prior's ``allowed`` rule, so it never puts
@@ -243,12 +244,13 @@ def reward_loss(
         weight = _check_weight("kl_weight", kl_weight)
         _check_unused("temperature", temperature, "with a prior; use kl_weight")
         q = Autoregressive(q_net, allowed=prior.allowed)
-    _check_reward_fn(reward_fn, q_net.num_positions)
+    _check_reward_fn(reward_fn, q_net)
     x = jax.lax.stop_gradient(q.sample(key, (num_samples,)))
     log_q = q.log_prob(x)
     reward = jax.lax.stop_gradient(jax.vmap(reward_fn)(x).astype(jnp.result_type(float)))
     if prior is None:
-        log_ratio = log_q + q_net.num_positions * jnp.log(float(q_net.num_categories))
+        tokens = q_net.num_categories is not None  # against the uniform distribution; a density has no such reference
+        log_ratio = log_q + q_net.num_positions * jnp.log(float(q_net.num_categories)) if tokens else log_q
         f = -reward + weight * log_q
     else:
         log_ratio = log_q - jax.lax.stop_gradient(prior.log_prob(x))
@@ -293,10 +295,11 @@ def as_prior(prior, q_net) -> Autoregressive | None:
     return prior
 
 
-def _check_reward_fn(reward_fn, num_positions: int) -> None:
+def _check_reward_fn(reward_fn, q_net) -> None:
     if not callable(reward_fn):
         raise TypeError(f"reward_fn must be callable as reward_fn(x: Int[N]) -> scalar, got {reward_fn!r}")
-    one = jax.eval_shape(reward_fn, jax.ShapeDtypeStruct((num_positions,), jnp.int32))
+    num_positions = q_net.num_positions
+    one = jax.eval_shape(reward_fn, jax.ShapeDtypeStruct((num_positions,), net_layout(q_net).value_dtype))
     if not hasattr(one, "shape") or one.shape != ():
         shape = getattr(one, "shape", type(one).__name__)
         raise ValueError(
@@ -327,11 +330,12 @@ def _check_unused(name: str, value, when: str) -> None:
 
 
 def _check_net(net, name: str) -> None:
-    for field in ("num_positions", "num_categories"):
+    fields = ("num_positions",) if getattr(net, "families", None) is not None else ("num_positions", "num_categories")
+    for field in fields:
         if not isinstance(getattr(net, field, None), int):
             raise TypeError(
-                f"{name} must be an autoregressive net with int attributes num_positions and num_categories "
-                f"(e.g. arjax.nn.MADE), got {type(net).__name__}"
+                f"{name} must be an autoregressive net with int attributes num_positions and num_categories, or "
+                f"num_positions and families (e.g. arjax.nn.MADE), got {type(net).__name__}"
             )
 
 

@@ -3,9 +3,11 @@ perovskite template reaches the exactly enumerated conditional, completed geomet
 
 import itertools
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from scipy import stats
 from scipy.special import logsumexp
@@ -77,3 +79,57 @@ def test_templates_with_unknown_parts_are_refused_with_the_reason():
         skeleton_template(ENCODER, "225-z-?")
     with pytest.raises(ValueError, match="element 'Xe' is not in the vocabulary"):
         skeleton_template(ENCODER, "225-a-Xe")
+
+
+def test_validity_reward_penalises_exactly_the_invalid_crystals_inside_jit_and_vmap():
+    from arjax.crystal import metrics, to_structure
+    from arjax.crystal.design import validity_reward
+
+    reward = validity_reward(ENCODER, penalty=3.0)
+    x = np.asarray(arjax.Autoregressive(_net(ENCODER), allowed=ENCODER.allowed).sample(jax.random.key(0), (64,)))
+    valid = np.array([metrics.structurally_valid(to_structure(ENCODER.decode(row))) for row in x])
+    assert 0 < valid.sum() < len(x)  # the untrained net draws both kinds
+    np.testing.assert_array_equal(np.asarray(jax.jit(jax.vmap(reward))(jnp.asarray(x))), np.where(valid, 0.0, -3.0))
+    assert float(reward(ENCODER.encode("221-a-Ti-b-Sr-d-O-X-3.905"))) == 0.0
+    assert float(reward(ENCODER.encode("221-a-Ti-b-Sr-d-O-X-0.9"))) == -3.0  # Ti-O 0.45 Å
+    with pytest.raises(ValueError, match="penalty must be"):
+        validity_reward(ENCODER, penalty=0.0)
+
+
+def test_fit_reward_fine_tunes_the_mixed_crystal_model_toward_validity():
+    from arjax.crystal.design import validity_reward
+    from arjax.train import fit_reward
+
+    net = _net(ENCODER)
+    prior = arjax.Autoregressive(net, allowed=ENCODER.allowed)
+    tuned, history = fit_reward(net, validity_reward(ENCODER), prior=prior, optimizer=optax.adam(1e-3), num_steps=4,
+                                batch_size=16, key=jax.random.key(1), log_every=2, progress=False)  # fmt: skip
+    assert history["finite"].all() and history["kl"][0] == pytest.approx(0.0, abs=1e-5)  # q starts at the prior
+    assert set(np.round(history["reward"] * 16 / -10.0, 6)) <= set(range(17))  # -10 per invalid sample of 16
+    moved = jax.tree.leaves(jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), eqx.filter(tuned, eqx.is_array),
+                                         eqx.filter(net, eqx.is_array)))  # fmt: skip
+    assert max(moved) > 0
+
+
+def test_frozen_skeleton_keeps_the_skeleton_conditionals_and_samples_alike_cached_or_not():
+    from arjax.crystal.design import FrozenSkeleton
+    from arjax.sampling import sample_and_log_prob
+
+    base, other = _net(ENCODER, key=0), _net(ENCODER, key=3)
+    frozen = FrozenSkeleton(base, other)
+    m = ENCODER.coordinate_start
+    x = jnp.asarray(ENCODER.encode("221-a-Ti-b-Sr-d-O-X-3.905"), jnp.float32)
+    np.testing.assert_array_equal(frozen(x)[:m], base(x)[:m])
+    np.testing.assert_array_equal(frozen(x)[m:], other(x)[m:])
+    log_prob = arjax.Autoregressive(frozen, allowed=ENCODER.allowed).log_prob
+    grads = eqx.filter_grad(lambda net: arjax.Autoregressive(net, allowed=ENCODER.allowed).log_prob(x))(frozen)
+    assert all(float(jnp.abs(g).max()) == 0 for g in jax.tree.leaves(grads.skeleton))
+    assert max(float(jnp.abs(g).max()) for g in jax.tree.leaves(grads.geometry)) > 0
+    key = jax.random.key(2)
+    fast, fast_lp = sample_and_log_prob(frozen, key, (8,), allowed=ENCODER.allowed, cached=True)
+    slow, slow_lp = sample_and_log_prob(frozen, key, (8,), allowed=ENCODER.allowed, cached=False)
+    np.testing.assert_array_equal(fast[:, :m], slow[:, :m])
+    np.testing.assert_allclose(fast, slow, atol=1e-4)
+    np.testing.assert_allclose(fast_lp, log_prob(fast), rtol=1e-4, atol=1e-3)
+    with pytest.raises(TypeError, match="geometry must be a CrystalTransformer"):
+        FrozenSkeleton(base, SkeletonNet(base))

@@ -81,3 +81,51 @@ def test_space_group_and_p1_fraction():
     assert metrics.space_group(triclinic) == 1
     assert metrics.p1_fraction([_rocksalt(), triclinic, _rocksalt(6.29, "K")]) == pytest.approx(1 / 3)
     assert metrics.num_elements(triclinic) == 3
+
+
+def _supercell(structure, repeat=2):
+    """The ``repeat × 1 × 1`` supercell of a structure."""
+    shifted = [structure.frac_coords * [1 / repeat, 1, 1] + [r / repeat, 0, 0] for r in range(repeat)]
+    return Structure(np.diag([repeat, 1.0, 1.0]) @ structure.lattice, np.concatenate(shifted),
+                     structure.species * repeat)  # fmt: skip
+
+
+def test_fingerprints_of_a_cell_and_its_supercell_agree_and_orbits_count_by_size():
+    pytest.importorskip("matminer")
+    from matminer.featurizers.site.fingerprint import CrystalNNFingerprint
+
+    from arjax.crystal.metrics import _pymatgen
+
+    # Rock salt, a perovskite, and a low-symmetry crystal (several orbits of different sizes).
+    perovskite = to_structure(Crystal.from_string("221-a-Ti-b-Sr-d-O-X-3.905"))
+    low = to_structure(
+        Crystal.from_string("62-c-Sr-0.75-0.1-c-Ti-0.1-0.45-c-O-0.35-0.7-d-O-0.2-0.05-0.3-X-5.5-7.8-5.5")
+    )
+    structures = [_rocksalt(), perovskite, low]
+    fps = metrics.fingerprints(structures + [_supercell(s) for s in structures])
+    assert np.isfinite(fps.structure).all() and np.isfinite(fps.composition).all()
+    np.testing.assert_allclose(fps.structure[:3], fps.structure[3:], atol=1e-9)
+    np.testing.assert_allclose(fps.composition[:3], fps.composition[3:], atol=1e-12)
+    featurizer = CrystalNNFingerprint.from_preset("ops")
+    every_atom = np.mean([featurizer.featurize(_pymatgen(low), i) for i in range(len(low.species))], axis=0)
+    np.testing.assert_allclose(fps.structure[2], every_atom, atol=1e-9)  # one site per orbit, weighted by its size
+    assert np.linalg.norm(fps.structure[0] - fps.structure[1]) > 0.4  # octahedral rock salt vs a perovskite
+
+
+def test_coverage_of_a_set_against_itself_is_complete_and_of_another_compound_is_empty():
+    pytest.importorskip("matminer")
+    nacl, kcl = _rocksalt(), _rocksalt(6.29, "K")
+    cscl = to_structure(Crystal.from_string("221-a-Cs-b-Cl-X-4.12"))  # 8-fold coordinated: another structure type
+    reference = metrics.fingerprints([nacl, kcl])
+    same = metrics.coverage(metrics.fingerprints([_supercell(nacl), kcl]), reference)
+    assert same["cov_recall"] == same["cov_precision"] == 1.0
+    other = metrics.coverage(metrics.fingerprints([cscl]), reference)
+    assert other["cov_recall"] == other["cov_precision"] == 0.0
+    half = metrics.coverage(metrics.fingerprints([nacl, cscl]), reference)
+    assert (half["cov_recall"], half["cov_precision"]) == (0.5, 0.5)
+
+
+def test_coverage_rejects_mismatched_fingerprints():
+    fps = metrics.Fingerprints(np.zeros((2, 61)), np.zeros((3, 132)))
+    with pytest.raises(ValueError, match="generated must be Fingerprints"):
+        metrics.coverage(fps, fps)

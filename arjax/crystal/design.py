@@ -7,7 +7,11 @@ first ``2S + 1`` conditionals of a ``CrystalTransformer`` are the exact marginal
 ``arjax.Autoregressive(SkeletonNet(net), allowed=encoder.allowed)`` is a token distribution that
 ``arjax.mcmc.cloze``, ``arjax.mcmc.independence`` and ``arjax.train.fit_reward`` take as they are;
 ``complete_geometry`` then draws the coordinates and lattice of given skeletons from the full model.
+``validity_reward`` scores whole sequences for ``fit_reward``, and ``FrozenSkeleton`` lets such a
+fine-tuning change only the geometry conditionals, keeping the skeleton distribution learned from data.
 """
+
+from collections.abc import Callable
 
 import equinox as eqx
 import jax
@@ -19,7 +23,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 from arjax.crystal.net import CrystalTransformer
 from arjax.families.layout import net_layout
 
-__all__ = ["SkeletonNet", "complete_geometry", "skeleton_template"]
+__all__ = ["FrozenSkeleton", "SkeletonNet", "complete_geometry", "skeleton_template", "validity_reward"]
 
 
 class SkeletonNet(eqx.Module):
@@ -56,6 +60,59 @@ class SkeletonNet(eqx.Module):
         encoder = self.crystal.encoder
         full = _padded(encoder, jnp.asarray(x))
         return self.crystal(full)[: self.num_positions, : encoder.num_categories]
+
+
+class FrozenSkeleton(eqx.Module):
+    """A crystal net with the skeleton conditionals of ``skeleton`` (held fixed) and the geometry ones of ``geometry``.
+
+    Rows ``i < 2S + 1`` (group, letters, elements) are ``skeleton``'s, behind ``stop_gradient``, and
+    the coordinate and lattice rows are ``geometry``'s, so ``q(x) = p(skeleton) q(geometry | skeleton)``.
+    Fine-tuning ``FrozenSkeleton(net, net)`` (``fit_reward``, ``fit_mle``) changes only how geometry
+    is drawn; with ``prior = net`` the KL is ``E_p(s)[KL(q(g | s) ‖ p(g | s))]``. Both parts decode
+    with their KV caches, so sampling stays one pass.
+
+    Example:
+        >>> import jax
+        >>> from arjax.crystal import CrystalEncoder, CrystalTransformer
+        >>> enc = CrystalEncoder(space_groups=[225], elements=["Na", "Cl"], max_sites=2)
+        >>> net = CrystalTransformer(enc, d_model=16, num_heads=2, num_layers=1, key=jax.random.key(0))
+        >>> x = jnp.asarray(enc.encode("225-a-Na-b-Cl-X-5.64"), jnp.float32)
+        >>> bool(jnp.array_equal(FrozenSkeleton(net, net)(x), net(x)))
+        True
+    """
+
+    skeleton: CrystalTransformer
+    geometry: CrystalTransformer
+    encoder: object = eqx.field(static=True)
+    num_positions: int = eqx.field(static=True)
+    families: tuple = eqx.field(static=True)
+    num_categories: None = eqx.field(static=True)
+    context_shape: None = eqx.field(static=True)
+
+    def __init__(self, skeleton: CrystalTransformer, geometry: CrystalTransformer):
+        for name, net in (("skeleton", skeleton), ("geometry", geometry)):
+            if not isinstance(net, CrystalTransformer):
+                raise TypeError(f"{name} must be a CrystalTransformer, got {type(net).__name__}")
+        if skeleton.encoder != geometry.encoder:
+            raise ValueError("skeleton and geometry must be CrystalTransformers of the same encoder")
+        self.skeleton, self.geometry = skeleton, geometry
+        self.encoder = skeleton.encoder
+        self.num_positions, self.families = skeleton.num_positions, skeleton.families
+        self.num_categories, self.context_shape = None, None
+
+    def __call__(self, x: Float[Array, " N"], context: None = None) -> Float[Array, "N P"]:
+        m = self.encoder.coordinate_start
+        fixed = jax.lax.stop_gradient(self.skeleton(x, context))
+        return jnp.concatenate([fixed[:m], self.geometry(x, context)[m:]])
+
+    def init_cache(self, context: None = None) -> tuple:
+        return self.skeleton.init_cache(context), self.geometry.init_cache(context)
+
+    def decode_step(self, cache: tuple, i, token) -> tuple[Float[Array, " P"], tuple]:
+        fixed, skeleton_cache = self.skeleton.decode_step(cache[0], i, token)
+        tuned, geometry_cache = self.geometry.decode_step(cache[1], i, token)
+        params = jnp.where(jnp.asarray(i) < self.encoder.coordinate_start, jax.lax.stop_gradient(fixed), tuned)
+        return params, (skeleton_cache, geometry_cache)
 
 
 def complete_geometry(
@@ -124,6 +181,55 @@ def skeleton_template(encoder, text: str) -> tuple[np.ndarray, np.ndarray]:
     if num_sites < encoder.max_sites:
         tokens[1 + 2 * num_sites] = END
     return tokens, np.array(holes, np.int32)
+
+
+def validity_reward(
+    encoder, *, penalty: float = 10.0, min_separation: float = 0.5, min_volume: float = 0.1
+) -> Callable[[Float[Array, " N"]], Float[Array, ""]]:
+    r"""``r(x) = -penalty`` when the crystal of sequence ``x`` is not structurally valid, else 0, for ``fit_reward``.
+
+    Structural validity is ``metrics.structurally_valid`` (every distance ≥ ``min_separation`` Å,
+    volume ≥ ``min_volume`` Å³) of the decoded atoms; a sequence that does not decode counts as
+    invalid. The check runs on the host (``jax.pure_callback``, the whole batch in one call), so the
+    reward works inside ``jit`` and ``vmap`` but has no gradient — which the score-function
+    estimator of ``fit_reward`` does not need. With KL weight ``τ`` toward the pretrained model
+    ``p`` the optimum of ``fit_reward`` is ``p(x) e^{r(x)/τ} / Z``, which tends to ``p(x | valid)``
+    as ``penalty / τ`` grows.
+
+    Example:
+        >>> from arjax.crystal import CrystalEncoder
+        >>> enc = CrystalEncoder(space_groups=[225], elements=["Na", "Cl"], max_sites=2)
+        >>> reward = validity_reward(enc)
+        >>> float(reward(enc.encode("225-a-Na-b-Cl-X-5.64"))), float(reward(enc.encode("225-a-Na-b-Cl-X-0.8")))
+        (0.0, -10.0)
+    """
+    from arjax.crystal import metrics
+    from arjax.crystal.structure import to_structure
+
+    if not 0 < float(penalty) < float("inf"):
+        raise ValueError(f"penalty must be a finite number > 0, got {penalty!r}")
+    n = encoder.num_positions
+
+    def valid(row) -> bool:
+        try:
+            structure = to_structure(encoder.decode(row))
+        except ValueError:
+            return False
+        return metrics.structurally_valid(structure, min_separation=min_separation, min_volume=min_volume)
+
+    def host(x):
+        x = np.asarray(x)
+        flat = x.reshape(-1, n)
+        out = np.array([0.0 if valid(row) else -float(penalty) for row in flat], np.float32)
+        return out.reshape(x.shape[:-1])
+
+    def reward(x: Float[Array, " N"]) -> Float[Array, ""]:
+        x = jnp.asarray(x)
+        if x.shape[-1:] != (n,):
+            raise ValueError(f"x must be a sequence of the encoder's {n} positions, got shape {x.shape}")
+        return jax.pure_callback(host, jax.ShapeDtypeStruct(x.shape[:-1], jnp.float32), x, vmap_method="expand_dims")
+
+    return reward
 
 
 def _padded(encoder, tokens: Int[Array, " M"]) -> Float[Array, " N"]:

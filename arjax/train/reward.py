@@ -58,7 +58,8 @@ def fit_reward(
     continue where the previous call stopped.
 
     Args:
-        reward_fn: ``r(x: Int[N]) -> Float[]`` for one sequence.
+        reward_fn: ``r(x: Int[N]) -> Float[]`` for one sequence (a float sequence for nets with real-valued
+            positions, e.g. ``arjax.crystal.design.validity_reward``).
         prior: None, an ``arjax.Autoregressive`` or a net with ``net``'s N and K.
         kl_weight: ``τ`` (with a prior).
         temperature: ``T`` (without a prior).
