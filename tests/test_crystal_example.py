@@ -11,8 +11,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 NUMBER = r"(-?\d+(?:\.\d+)?)"
 
@@ -23,7 +21,6 @@ def number_after(stdout: str, label: str) -> float:
     return float(match.group(1))
 
 
-@pytest.mark.slow  # the binned pipeline end to end; its pieces are tested in test_crystal and docs/crystals.md
 def test_crystals_quick_samples_valid_crystals_and_conditioning_moves_towards_the_target(tmp_path):
     proc = subprocess.run([sys.executable, str(EXAMPLES / "crystals.py"), "--quick", "--out", str(tmp_path)],
                           capture_output=True, text=True, timeout=600)  # fmt: skip
@@ -90,7 +87,6 @@ def test_crystals_mp20_quick_trains_the_models_and_reports_the_metrics(tmp_path)
     assert "structural validity" in table and "Wasserstein #elements" in table and "COV-R" in table
 
 
-@pytest.mark.slow  # ~2 min; cloze against enumeration and the completed geometry are tested in test_crystal_design
 def test_crystals_design_quick_runs_cloze_and_rl_and_reports_before_and_after(tmp_path):
     proc = subprocess.run([sys.executable, str(EXAMPLES / "crystals_design.py"), "--quick", "--out", str(tmp_path)],
                           capture_output=True, text=True, timeout=900)  # fmt: skip
