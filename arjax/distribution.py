@@ -75,7 +75,7 @@ class Autoregressive(Distribution):
         *,
         validate_args: bool | None = None,
     ):
-        layout = _check_net(net)
+        layout = check_net(net)
         self.net = net
         self.context, batch_shape = split_context(net, context)
         self._net_ndims = tuple(leaf.ndim for leaf in _array_leaves(net))
@@ -402,19 +402,20 @@ def _array_leaves(net) -> list:
     return jax.tree.leaves(eqx.filter(net, eqx.is_array))
 
 
-def _check_net(net) -> FamilyLayout:
+def check_net(net, name: str = "net") -> FamilyLayout:
+    """The ``FamilyLayout`` of an autoregressive net, or a TypeError naming ``name`` and what it lacks."""
     if not isinstance(getattr(net, "num_positions", None), int) or net.num_positions < 1:
         raise TypeError(
-            f"net must be an autoregressive net with a positive int attribute 'num_positions' (e.g. arjax.nn.MADE), "
-            f"got {type(net).__name__} with num_positions={getattr(net, 'num_positions', None)!r}"
+            f"{name} must be an autoregressive net with a positive int attribute 'num_positions' (e.g. "
+            f"arjax.nn.MADE), got {type(net).__name__} with num_positions={getattr(net, 'num_positions', None)!r}"
         )
     if getattr(net, "families", None) is None:
         k = getattr(net, "num_categories", None)
         if not isinstance(k, int) or k < 1:
             raise TypeError(
-                f"net must have a positive int attribute 'num_categories' or a 'families' tuple (e.g. "
+                f"{name} must have a positive int attribute 'num_categories' or a 'families' tuple (e.g. "
                 f"arjax.nn.MADE), got {type(net).__name__} with num_categories={k!r}"
             )
     if not callable(net):
-        raise TypeError(f"net must be callable as net(x, context) -> parameters, got {type(net).__name__}")
+        raise TypeError(f"{name} must be callable as net(x, context) -> parameters, got {type(net).__name__}")
     return net_layout(net)

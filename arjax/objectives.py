@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from arjax.allowed import Allowed
-from arjax.distribution import Autoregressive
+from arjax.distribution import Autoregressive, check_net
 from arjax.estimators import FreeEnergyEstimate, check_beta, check_proposal, check_sizes, free_energy_statistics
 from arjax.families.layout import net_layout
 from arjax.symmetry import symmetrized_log_prob, symmetrized_sample
@@ -230,7 +230,7 @@ def reward_loss(
         >>> grads = jax.grad(reward_loss)(net, jax.random.key(1), reward_fn=lambda x: jnp.sum(x) * 1.0,
         ...                               num_samples=64)
     """
-    _check_net(q_net, "q_net")
+    check_net(q_net, "q_net")
     if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 2:
         raise ValueError(f"num_samples must be an integer ≥ 2 (the baseline needs a batch), got {num_samples!r}")
     if baseline not in BASELINES:
@@ -279,7 +279,7 @@ def as_prior(prior, q_net) -> Autoregressive | None:
     if prior is None:
         return None
     if not isinstance(prior, Autoregressive):
-        _check_net(prior, "prior")
+        check_net(prior, "prior")
         prior = Autoregressive(prior)
     if prior.batch_shape != () or prior.context is not None:
         raise ValueError(
@@ -327,16 +327,6 @@ def _check_unused(name: str, value, when: str) -> None:
         return
     if concrete != 1.0:
         raise ValueError(f"{name}={value!r} has no effect {when}")
-
-
-def _check_net(net, name: str) -> None:
-    fields = ("num_positions",) if getattr(net, "families", None) is not None else ("num_positions", "num_categories")
-    for field in fields:
-        if not isinstance(getattr(net, field, None), int):
-            raise TypeError(
-                f"{name} must be an autoregressive net with int attributes num_positions and num_categories, or "
-                f"num_positions and families (e.g. arjax.nn.MADE), got {type(net).__name__}"
-            )
 
 
 class CountLossEstimate(NamedTuple):
@@ -442,5 +432,5 @@ def as_proposal(net, allowed=None):
         if allowed is not None:
             raise ValueError(f"allowed has no effect: {type(net).__name__} carries its own rule")
         return net
-    _check_net(net, "net")
+    check_net(net, "net")
     return Autoregressive(net, allowed=allowed)

@@ -104,6 +104,9 @@ def parse_args(argv=None):
     parser.add_argument("--rl-frozen-skeleton", action="store_true",
                         help="continuous+rl: tune only the geometry conditionals (FrozenSkeleton)")
     args = parser.parse_args(argv)
+    unknown = set(args.models.split(",")) - {"binned", "continuous", "continuous+rl"}
+    if unknown:
+        parser.error(f"--models: unknown {', '.join(sorted(unknown))}; expected binned, continuous, continuous+rl")
     if args.quick:
         args.steps, args.batch_size, args.d_model, args.layers, args.heads = 20, 32, 16, 1, 2
         args.samples, args.is_samples, args.log_every = 32, 2, 20
@@ -275,11 +278,7 @@ def evaluate(samples, train_structures, test_structures, reference=None, scale=N
     for name, fn in measures if valid else ():
         out[f"wasserstein_{name}"] = metrics.wasserstein([fn(s) for s in valid], [fn(s) for s in test_structures])
     if reference is not None and decoded:  # CrystalNN on 1000 crystals: minutes (skipped by --quick)
-        fps = metrics.fingerprints(decoded)
-        missing = n - len(decoded)
-        fps = metrics.Fingerprints(np.concatenate([fps.structure, np.full((missing, fps.structure.shape[1]), np.nan)]),
-                                   np.concatenate([fps.composition, np.zeros((missing, fps.composition.shape[1]))]))
-        out.update(metrics.coverage(fps, reference, composition_scale=scale))
+        out.update(metrics.coverage(metrics.fingerprints(decoded), reference, composition_scale=scale, num_generated=n))
     return out
 
 
@@ -334,8 +333,6 @@ def main(argv=None):
         reference = scale = None
     results = {}
     for kind in args.models.split(","):
-        if kind not in keys:
-            raise SystemExit(f"--models: unknown model {kind!r}; expected a subset of {','.join(keys)}")
         k_train, k_nll, k_sample = jax.random.split(keys[kind], 3)
         t0 = time.perf_counter()
         net, info = train(kind, args, encoder, tokenizer, data, k_train, base_key)

@@ -123,9 +123,14 @@ def test_coverage_of_a_set_against_itself_is_complete_and_of_another_compound_is
     assert other["cov_recall"] == other["cov_precision"] == 0.0
     half = metrics.coverage(metrics.fingerprints([nacl, cscl]), reference)
     assert (half["cov_recall"], half["cov_precision"]) == (0.5, 0.5)
+    undecoded = metrics.coverage(metrics.fingerprints([nacl, cscl]), reference, num_generated=4)  # two never decoded
+    assert (undecoded["cov_recall"], undecoded["cov_precision"]) == (0.5, 0.25)
 
 
 def test_coverage_rejects_mismatched_fingerprints():
     fps = metrics.Fingerprints(np.zeros((2, 61)), np.zeros((3, 132)))
     with pytest.raises(ValueError, match="generated must be Fingerprints"):
         metrics.coverage(fps, fps)
+    ok = metrics.Fingerprints(np.zeros((2, 61)), np.zeros((2, 132)))
+    with pytest.raises(ValueError, match="num_generated=1 is smaller than the 2 fingerprints"):
+        metrics.coverage(ok, ok, num_generated=1)

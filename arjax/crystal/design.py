@@ -83,11 +83,6 @@ class FrozenSkeleton(eqx.Module):
 
     skeleton: CrystalTransformer
     geometry: CrystalTransformer
-    encoder: object = eqx.field(static=True)
-    num_positions: int = eqx.field(static=True)
-    families: tuple = eqx.field(static=True)
-    num_categories: None = eqx.field(static=True)
-    context_shape: None = eqx.field(static=True)
 
     def __init__(self, skeleton: CrystalTransformer, geometry: CrystalTransformer):
         for name, net in (("skeleton", skeleton), ("geometry", geometry)):
@@ -96,9 +91,21 @@ class FrozenSkeleton(eqx.Module):
         if skeleton.encoder != geometry.encoder:
             raise ValueError("skeleton and geometry must be CrystalTransformers of the same encoder")
         self.skeleton, self.geometry = skeleton, geometry
-        self.encoder = skeleton.encoder
-        self.num_positions, self.families = skeleton.num_positions, skeleton.families
-        self.num_categories, self.context_shape = None, None
+
+    @property
+    def encoder(self):
+        return self.skeleton.encoder
+
+    @property
+    def num_positions(self) -> int:
+        return self.skeleton.num_positions
+
+    @property
+    def families(self) -> tuple:
+        return self.skeleton.families
+
+    num_categories = None
+    context_shape = None
 
     def __call__(self, x: Float[Array, " N"], context: None = None) -> Float[Array, "N P"]:
         m = self.encoder.coordinate_start

@@ -318,6 +318,7 @@ def coverage(
     composition_scale: np.ndarray | None = None,
     structure_cutoff: float = 0.4,
     composition_cutoff: float = 10.0,
+    num_generated: int | None = None,
 ) -> dict[str, float]:
     """CDVAE's coverage: COV-R (recall) and COV-P (precision) of generated crystals against reference crystals.
 
@@ -325,7 +326,9 @@ def coverage(
     ``structure_cutoff`` and that of their standardised composition fingerprints is ≤
     ``composition_cutoff`` (CDVAE's MP-20 cutoffs 0.4 and 10). COV-R is the fraction of reference
     crystals with a close generated one; COV-P the fraction of generated crystals with a close
-    reference one, over *all* generated crystals (those without a fingerprint count as not close).
+    reference one, over *all* generated crystals: those without a fingerprint count as not close, and
+    ``num_generated`` (default ``len(generated.structure)``) counts samples that never became a
+    structure (CDVAE's ``num_gen_crystals``).
     The composition features are standardised by the mean and standard deviation of
     ``composition_scale`` (rows of ``composition_fingerprints``, e.g. of the training set; default
     the reference's), NaN features set to 0 — CDVAE uses fixed constants from its own training data.
@@ -344,6 +347,9 @@ def coverage(
             raise ValueError(f"{name} must be Fingerprints with as many structure as composition rows")
     if not len(reference.structure) or not len(generated.structure):
         raise ValueError("coverage needs at least one generated and one reference crystal")
+    total = len(generated.structure) if num_generated is None else num_generated
+    if total < len(generated.structure):
+        raise ValueError(f"num_generated={num_generated} is smaller than the {len(generated.structure)} fingerprints")
     scale = np.asarray(reference.composition if composition_scale is None else composition_scale, np.float64)
     mean, std = np.nanmean(scale, axis=0), np.nanstd(scale, axis=0)
     std = np.where(std > 0, std, 1.0)
@@ -360,7 +366,7 @@ def coverage(
     recall[ref_has] = close.any(axis=0)
     return {
         "cov_recall": float(recall.mean()),
-        "cov_precision": float(close.any(axis=1).sum() / len(generated.structure)),
+        "cov_precision": float(close.any(axis=1).sum() / total),
         "amsd_recall": float(structure.min(axis=0).mean()) if structure.size else float("nan"),
         "amsd_precision": float(structure.min(axis=1).mean()) if structure.size else float("nan"),
     }
