@@ -63,7 +63,7 @@ def net_skeleton(description: dict) -> eqx.Module:
     name = description.get("class")
     if name not in _NETS:
         raise ValueError(f"unknown net class {name!r}; this arjax knows {', '.join(_NETS)}")
-    config = dict(description.get("config", {}))
+    config = {**_WRITTEN_BEFORE.get(name, {}), **description.get("config", {})}
     for key, decode in _DECODERS.items():
         if key in config:
             config[key] = decode(config[key])
@@ -76,7 +76,7 @@ def net_skeleton(description: dict) -> eqx.Module:
 def _made_config(net: MADE) -> dict:
     return dict(num_positions=net.num_positions, **_values(net), width=net.width, depth=net.depth,
                 residual=net.residual, activation=_activation_name(net.activation), context_size=_context_size(net),
-                dtype=_dtype_name(net))  # fmt: skip
+                dtype=_dtype_name(net), hidden_order=net.hidden_order)  # fmt: skip
 
 
 def _mean_field_config(net: MeanField) -> dict:
@@ -101,6 +101,9 @@ def _transformer_config(net: Transformer) -> dict:
                 num_heads=net.num_heads, num_layers=net.num_layers, mlp_ratio=mlp_ratio,
                 context_size=_context_size(net), dtype=_dtype_name(net))  # fmt: skip
 
+
+# What a configuration written before a constructor argument existed meant by leaving it out.
+_WRITTEN_BEFORE: dict[str, dict] = {"arjax.nn.MADE": {"hidden_order": "cyclic"}}
 
 _NETS: dict[str, tuple[type, Callable[[eqx.Module], dict]]] = {
     "arjax.nn.MADE": (MADE, _made_config),

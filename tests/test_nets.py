@@ -21,6 +21,45 @@ def test_made_rows_depend_only_on_earlier_positions(depth, residual):
     assert not seen[0].any()
 
 
+@pytest.mark.parametrize(
+    "n, k, width, depth, residual, context_size, order",
+    [
+        (2, 2, 3, 1, False, None, "sorted"),
+        (17, 2, 40, 2, False, None, "sorted"),  # N past one decode block, not a multiple of it
+        (17, 2, 40, 2, False, None, "cyclic"),
+        (33, 3, 100, 3, True, None, "sorted"),  # several units per degree, residual layers
+        (33, 3, 100, 3, True, None, "cyclic"),
+        (40, 4, 20, 2, False, 2, "sorted"),  # fewer units than degrees, context
+        (16, 5, 64, 1, False, None, "sorted"),  # exactly one block
+        (20, 2, 256, 2, False, None, "sorted"),  # wide enough for the block-triangular forward pass
+    ],
+)
+def test_made_decode_step_reproduces_every_row_of_the_full_pass(n, k, width, depth, residual, context_size, order):
+    net = MADE(n, k, width=width, depth=depth, residual=residual, context_size=context_size,
+               activation=jax.nn.sigmoid, hidden_order=order, key=jax.random.key(n))  # fmt: skip
+    context = None if context_size is None else jnp.array([0.3, -1.2])
+    x = jax.random.randint(jax.random.key(1), (n,), 0, k)
+
+    def step(cache, i):
+        logits, cache = net.decode_step(cache, i, x[jnp.maximum(i - 1, 0)])
+        return cache, logits
+
+    _, rows = jax.lax.scan(step, net.init_cache(context), jnp.arange(n))
+    np.testing.assert_allclose(rows, net(x, context), atol=2e-5)
+
+
+@pytest.mark.parametrize("n, width, depth, context_size", [(7, 20, 2, None), (30, 256, 3, 2), (300, 512, 2, None)])
+def test_sorted_and_cyclic_hidden_orders_are_the_same_function_for_the_same_key(n, width, depth, context_size):
+    kwargs = dict(width=width, depth=depth, context_size=context_size, residual=depth > 2, key=jax.random.key(3))
+    blocked, dense = MADE(n, 3, **kwargs), MADE(n, 3, hidden_order="cyclic", **kwargs)
+    assert blocked.hidden_order == "sorted" and not np.array_equal(blocked.weights[1], dense.weights[1])
+    context = None if context_size is None else jnp.array([1.0, -0.5])
+    x = jax.random.randint(jax.random.key(4), (n,), 0, 3)
+    np.testing.assert_allclose(blocked(x, context), dense(x, context), atol=2e-5)
+    grads = [jax.grad(lambda m: jax.nn.log_softmax(m(x, context)).sum())(m) for m in (blocked, dense)]
+    np.testing.assert_allclose(grads[0].biases[-1], grads[1].biases[-1], atol=2e-5)
+
+
 def test_made_with_context_is_autoregressive_and_uses_context():
     net = MADE(num_positions=5, num_categories=2, width=16, depth=2, context_size=3, key=jax.random.key(0))
     c = jnp.array([0.5, -1.0, 2.0])
@@ -70,6 +109,7 @@ def test_masked_weights_get_zero_gradient():
         (dict(num_positions=3, num_categories=2, width=0), "width"),
         (dict(num_positions=3, num_categories=2, depth=-1), "depth"),
         (dict(num_positions=3, num_categories=2, context_size=0), "context_size"),
+        (dict(num_positions=3, num_categories=2, hidden_order="random"), "hidden_order"),
     ],
 )
 def test_made_rejects_bad_configuration(kwargs, match):
