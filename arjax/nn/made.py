@@ -217,8 +217,8 @@ class MADE(eqx.Module):
         if not self.depth:
             return {"first": first, "first_deltas": columns}
         output_weights, output_bias = self._output_layer(masked[-1], context)
-        hidden = [jnp.zeros(self.width, first.dtype) for _ in range(self.depth)]
         if self.num_categories is None:
+            hidden = [jnp.zeros(self.width, first.dtype) for _ in range(self.depth)]
             return {"first": first, "first_deltas": columns, "hidden": hidden, "layer_weights": masked[1:-1],
                     "output_weights": output_weights, "output_bias": output_bias}  # fmt: skip
         k, layout = self.num_categories, self._decode_layout()
