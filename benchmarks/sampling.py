@@ -25,13 +25,15 @@ separated, default all):
   matmuls vs the same weights run through masked ``lax.conv_general_dilated`` (as NetKet's
   ``ARNNConv2D``); the logits agree to float32 rounding.
 - ``mle``: one jitted maximum-likelihood step of a Transformer (batch 64, N=256, d_model 256,
-  4 heads, 4 layers, K=2: ``jax.value_and_grad(nll)`` + ``optax.adam``), its useful FLOPs counted
+  4 heads, 4 layers, K=2: ``value_and_grad_by_microbatch(nll)`` over microbatches of
+  ``--mle-microbatch`` sequences + ``optax.adam``; the whole batch in one pass as the baseline
+  in the same run), its useful FLOPs counted
   analytically (dense layers, attention over the causal triangle only, head) beside XLA's
   ``cost_analysis``, and the achieved FLOP/s against the peak of a jitted float32 ``jnp.dot`` of
   two 2048×2048 matrices measured in the same run. Where the time
-  goes: the step vs its forward pass, its ``value_and_grad`` and the Adam update alone, and one
-  block's attention core (scores, softmax, weighted sum), projections (q/k/v and output) and MLP,
-  each forward + backward, times the number of layers.
+  goes, microbatch by microbatch as in the step: the forward pass, and one block's attention
+  core (scores, softmax, weighted sum), projections (q/k/v and output) and MLP, each forward +
+  backward, times the number of layers.
 
 The 1-minute load average is printed first and last: other processes slow every number.
 
@@ -57,6 +59,7 @@ from arjax.nn.pixelcnn import PixelCNN
 from arjax.nn.transformer import Transformer, _causal_attend
 from arjax.objectives import free_energy_loss, nll
 from arjax.targets import IsingSquare
+from arjax.train import value_and_grad_by_microbatch
 
 SECTIONS = ("made", "transformer", "pixelcnn", "pixelcnn_conv_baseline", "mle")
 
@@ -84,8 +87,11 @@ def main():
     group.add_argument("--mle-positions", type=int, default=256)
     group.add_argument("--mle-d-model", type=int, default=256)
     group.add_argument("--mle-layers", type=int, default=4)
+    group.add_argument("--mle-microbatch", type=int, default=2,
+                       help="sequences per microbatch of the step (arjax.train.value_and_grad_by_microbatch); 0: none")
     group.add_argument("--matmul-size", type=int, default=2048)
     args = parser.parse_args()
+    args.mle_microbatch = args.mle_microbatch or None
     sections = chosen_sections(parser, args.sections, SECTIONS)
 
     emit_environment()
@@ -270,6 +276,7 @@ def conv(layer, u):
 
 def bench_mle(args):
     n, batch, d, layers = args.mle_positions, args.mle_batch, args.mle_d_model, args.mle_layers
+    micro = args.mle_microbatch
     heads, K = 4, 2
     config = dict(N=n, K=K, batch=batch, d_model=d, num_heads=heads, num_layers=layers)
     net = Transformer(n, K, d_model=d, num_heads=heads, num_layers=layers, key=jax.random.key(0))
@@ -277,26 +284,32 @@ def bench_mle(args):
     optimizer = optax.adam(1e-3)
     opt_state = optimizer.init(net)
 
-    def step(net, opt_state, x):
-        loss, grads = jax.value_and_grad(nll)(net, x)
-        updates, opt_state = optimizer.update(grads, opt_state, net)
-        return optax.apply_updates(net, updates), opt_state, loss
+    def step_of(microbatch_size):
+        def step(net, opt_state, x):
+            loss, grads = value_and_grad_by_microbatch(nll, net, x, microbatch_size=microbatch_size)
+            updates, opt_state = optimizer.update(grads, opt_state, net)
+            return optax.apply_updates(net, updates), opt_state, loss
 
-    compiled, compile_s = compile_timed(jax.jit(step), net, opt_state, x)
-    flops = compiled.cost_analysis()
+        return jax.jit(step)
+
+    compiled, compile_s = compile_timed(step_of(micro), net, opt_state, x)
+    whole, whole_compile_s = compile_timed(step_of(None), net, opt_state, x)
+    flops = whole.cost_analysis()  # XLA counts a lax.scan's body once: take the whole batch's step
     flops = (flops[0] if isinstance(flops, list) else flops)["flops"]
 
-    # Peak: a jitted float32 matmul. Its calls alternate with the step's (best of each), so that
-    # both see the same load from other processes.
+    # Peak: a jitted float32 matmul. Its calls alternate with the steps' (best of each), so that
+    # all see the same load from other processes.
     size = args.matmul_size
     a = jax.random.normal(jax.random.key(2), (size, size), jnp.float32)
     matmul = jax.jit(jnp.dot).lower(a, a).compile()
-    matmul_s = step_s = matmul_cpu = step_cpu = float("inf")
+    matmul_s = step_s = matmul_cpu = step_cpu = whole_s = float("inf")
     for _ in range(args.repeats):
         _, wall, cpu = timed_cpu(matmul, a, a, repeats=3)
         matmul_s, matmul_cpu = min(matmul_s, wall), min(matmul_cpu, cpu)
         _, wall, cpu = timed_cpu(compiled, net, opt_state, x, repeats=1, warmup=step_s == float("inf"))
         step_s, step_cpu = min(step_s, wall), min(step_cpu, cpu)
+        _, wall, _ = timed_cpu(whole, net, opt_state, x, repeats=1, warmup=whole_s == float("inf"))
+        whole_s = min(whole_s, wall)
     peak = 2 * size**3 / matmul_s
     emit("matmul_peak_flops", peak / 1e9, "GFLOP/s", size=size, dtype="float32",
          per_cpu_s=round(2 * size**3 / matmul_cpu / 1e9, 2), load_average_1min=os.getloadavg()[0])  # fmt: skip
@@ -306,6 +319,7 @@ def bench_mle(args):
     emit("mle_step_flops_analytic", analytic["total"] / 1e9, "GFLOP",
          note="useful: 6*params*tokens (params without embeddings) + causal attention 3*2*B*L*N^2*d + head",
          **{k: round(v / 1e9, 3) for k, v in analytic.items() if k != "total"}, **config)  # fmt: skip
+    config["microbatch_size"] = micro
     emit("mle_step_time", step_s * 1e3, "ms", compile_s=compile_s, **config)
     emit("mle_step_flops_per_s", analytic["total"] / step_s / 1e9, "GFLOP/s", flops="analytic (useful)", **config)
     emit("mle_step_fraction_of_matmul_peak", analytic["total"] / step_s / peak, "1", flops="analytic (useful)",
@@ -314,27 +328,22 @@ def bench_mle(args):
     emit("mle_step_fraction_of_matmul_peak_cpu_s", (analytic["total"] / step_cpu) / (2 * size**3 / matmul_cpu), "1",
          flops="analytic (useful)", step_cpu_s=step_cpu, matmul_cpu_s=matmul_cpu, target=0.6,
          note="per CPU second (time.process_time), interleaved with the matmul", **config)  # fmt: skip
+    emit("mle_step_time_whole_batch", whole_s * 1e3, "ms", compile_s=whole_compile_s,
+         fraction_of_matmul_peak=round(analytic["total"] / whole_s / peak, 4),
+         speedup_of_microbatches=round(whole_s / step_s, 3), note="baseline: the batch in one pass, same run",
+         **{**config, "microbatch_size": None})  # fmt: skip
 
-    # Where the time goes.
-    forward, _ = compile_timed(jax.jit(nll), net, x)
-    _, forward_s = timed(forward, net, x, repeats=args.repeats)
-    grad, _ = compile_timed(jax.jit(jax.value_and_grad(nll)), net, x)
-    _, grad_s = timed(grad, net, x, repeats=args.repeats)
+    # Where the time goes, at the microbatch size: each piece's forward + backward summed over
+    # the batch's microbatches in one lax.scan, as in the step.
+    micro = micro or batch
+    forward, _ = compile_timed(jax.jit(lambda net, x: jax.lax.map(lambda m: nll(net, m), x).mean()), net,
+                               x.reshape(-1, micro, n))  # fmt: skip
+    _, forward_s = timed(forward, net, x.reshape(-1, micro, n), repeats=args.repeats)
     emit("mle_forward_time", forward_s * 1e3, "ms", fraction_of_step=round(forward_s / step_s, 3), **config)
-    emit("mle_value_and_grad_time", grad_s * 1e3, "ms", fraction_of_step=round(grad_s / step_s, 3), **config)
-    _, grads = grad(net, x)
-
-    def update(net, opt_state, grads):
-        updates, opt_state = optimizer.update(grads, opt_state, net)
-        return optax.apply_updates(net, updates), opt_state
-
-    _, update_s = timed(jax.jit(update), net, opt_state, grads, repeats=args.repeats)
-    emit("mle_adam_update_time", update_s * 1e3, "ms", fraction_of_step=round(update_s / step_s, 3),
-         note="optax.adam update + apply_updates alone", **config)  # fmt: skip
 
     block = net.blocks[0]
-    h = 0.1 * jax.random.normal(jax.random.key(3), (batch, n, d), jnp.float32)
-    q, k, v = jax.vmap(block.query_key_value)(h)
+    h = 0.1 * jax.random.normal(jax.random.key(3), (batch // micro, micro, n, d), jnp.float32)
+    q, k, v = jax.vmap(jax.vmap(block.query_key_value))(h)
 
     def attention_core(q, k, v):
         return jax.vmap(lambda q, k, v: _causal_attend(q, k.swapaxes(1, 2), v))(q, k, v)
@@ -358,8 +367,8 @@ def bench_mle(args):
         ("whole_block", whole_block, (block, h), None),
     ]
     for name, fn, inputs, forward_flops in parts:
-        fwd_bwd = jax.jit(jax.grad(lambda *a, fn=fn: jnp.sum(fn(*a) ** 2), argnums=tuple(range(len(inputs)))))
-        compiled, _ = compile_timed(fwd_bwd, *inputs)
+        summed = jax.jit(lambda *a, fn=fn: microbatch_grads(fn, a))
+        compiled, _ = compile_timed(summed, *inputs)
         _, part_s = timed(compiled, *inputs, repeats=args.repeats)
         extra = {}
         if forward_flops is not None:  # forward + backward = 3 × forward
@@ -367,6 +376,24 @@ def bench_mle(args):
             extra = dict(gflops_per_s=rate / 1e9, fraction_of_peak=rate / peak)
         emit(f"mle_time_{name}", part_s * layers * 1e3, "ms", fraction_of_step=round(part_s * layers / step_s, 3),
              note=f"one block's {name} forward+backward x {layers} layers", **extra, **config)  # fmt: skip
+
+
+def microbatch_grads(fn, inputs):
+    """Gradients of ``sum(fn(*inputs)**2)`` w.r.t. all inputs, microbatch by microbatch in one ``lax.scan``.
+
+    Inputs that are modules (a block) are shared by every microbatch and their gradients summed;
+    arrays carry the microbatches on their leading axis.
+    """
+    shared = [i for i, a in enumerate(inputs) if isinstance(a, eqx.Module)]
+
+    def body(total, microbatch):
+        args = [inputs[i] if i in shared else microbatch[i] for i in range(len(inputs))]
+        grads = jax.grad(lambda *a: jnp.sum(fn(*a) ** 2), argnums=tuple(range(len(args))))(*args)
+        total = [jax.tree.map(jnp.add, t, grads[i]) for t, i in zip(total, shared)]
+        return total, [g for i, g in enumerate(grads) if i not in shared]
+
+    zero = [jax.tree.map(jnp.zeros_like, inputs[i]) for i in shared]
+    return jax.lax.scan(body, zero, [None if i in shared else a for i, a in enumerate(inputs)])
 
 
 def analytic_step_flops(net, batch, n):

@@ -33,6 +33,8 @@ def run(mesh):
     data = np.random.default_rng(0).integers(0, 2, (64, 9))
     _, mle = fit_mle(net, data, optimizer=optax.adam(1e-2), batch_size=16, num_steps=6, key=jax.random.key(2),
                      log_every=3, progress=False, mesh=mesh)
+    _, micro = fit_mle(net, data, optimizer=optax.adam(1e-2), batch_size=16, microbatch_size=8, num_steps=6,
+                       key=jax.random.key(2), log_every=3, progress=False, mesh=mesh)
     _, vfe = fit_free_energy(net, IsingSquare(3), 0.4, optimizer=optax.adam(1e-2), num_steps=6, batch_size=16,
                              key=jax.random.key(3), log_every=3, progress=False, mesh=mesh)
     try:
@@ -41,6 +43,7 @@ def run(mesh):
     except ValueError as e:
         error = str(e)
     return dict(samples=np.asarray(x).tolist(), log_prob=np.asarray(log_p).tolist(), mle=mle["nll"].tolist(),
+                mle_microbatches=micro["nll"].tolist(),
                 vfe=vfe["free_energy"].tolist(), indivisible_error=error)
 
 

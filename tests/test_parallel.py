@@ -32,6 +32,8 @@ def _assert_same_numbers(sharded, single):
     np.testing.assert_array_equal(sharded["samples"], single["samples"])
     np.testing.assert_allclose(sharded["log_prob"], single["log_prob"], rtol=1e-5)
     np.testing.assert_allclose(sharded["mle"], single["mle"], rtol=1e-4)
+    np.testing.assert_allclose(sharded["mle_microbatches"], single["mle_microbatches"], rtol=1e-4)
+    np.testing.assert_allclose(single["mle_microbatches"], single["mle"], rtol=1e-4)
     np.testing.assert_allclose(sharded["vfe"], single["vfe"], rtol=1e-4)
 
 

@@ -339,9 +339,12 @@ class _Block(eqx.Module):
         return qkv[0], qkv[1], qkv[2]
 
     def finish(self, h: Float[Array, "M D"], attended: Float[Array, "H M E"]) -> Float[Array, "M D"]:
-        h = h + jnp.einsum("hme,hed->md", attended, self.out_weight) + self.out_bias
+        # The barriers keep XLA from fusing the residual stream's chain of additions into its
+        # many consumers, which recomputed the chain (forward and backward): a training step
+        # 3-9 % faster in in-process comparisons.
+        h = lax.optimization_barrier(h + jnp.einsum("hme,hed->md", attended, self.out_weight) + self.out_bias)
         hidden = jax.nn.gelu(self.mlp_norm(h) @ self.up_weight + self.up_bias)
-        return h + hidden @ self.down_weight + self.down_bias
+        return lax.optimization_barrier(h + hidden @ self.down_weight + self.down_bias)
 
 
 _QUERY_BLOCK = 64
@@ -369,8 +372,17 @@ def _causal_attend(
 def _attend(
     q: Float[Array, "H M E"], k: Float[Array, "H E S"], v: Float[Array, "H S E"], visible: Bool[Array, "M S"]
 ) -> Float[Array, "H M E"]:
+    """Softmax attention of queries ``q`` over the keys they see (``visible``).
+
+    The softmax is written out (masked scores at the dtype's lowest value, the row maximum
+    subtracted outside the gradient): XLA fuses its backward pass better than that of
+    ``jax.nn.softmax`` with a ``-inf`` mask (a step of the MLE benchmark about 5 % faster in an
+    in-process comparison), and forward-mode differentiation still works.
+    """
     scores = jnp.einsum("hme,hes->hms", q * q.shape[-1] ** -0.5, k)
-    weights = jax.nn.softmax(jnp.where(visible, scores, -jnp.inf), axis=-1)
+    scores = jnp.where(visible, scores, jnp.finfo(scores.dtype).min)
+    weights = jnp.exp(scores - lax.stop_gradient(scores.max(-1, keepdims=True)))
+    weights = weights / weights.sum(-1, keepdims=True)
     return jnp.einsum("hms,hse->hme", weights, v)
 
 

@@ -5,6 +5,7 @@ from arjax.train.checkpoint import CheckpointError, load_checkpoint, save_checkp
 from arjax.train.count import fit_count
 from arjax.train.free_energy import annealed_beta, fit_free_energy
 from arjax.train.guard import NonFiniteError
+from arjax.train.microbatch import value_and_grad_by_microbatch
 from arjax.train.mle import evaluate_nll, fit_mle
 from arjax.train.reward import fit_reward
 from arjax.train.state import TrainState
@@ -15,6 +16,7 @@ __all__ = [
     "fit_reward",
     "fit_count",
     "evaluate_nll",
+    "value_and_grad_by_microbatch",
     "annealed_beta",
     "TrainState",
     "NonFiniteError",
