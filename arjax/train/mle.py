@@ -65,7 +65,7 @@ def fit_mle(
         microbatch_size: cut each minibatch into microbatches of this many sequences whose
             gradients are averaged in one ``lax.scan`` (the same step up to rounding; see
             ``arjax.train.value_and_grad_by_microbatch``): less memory traffic per pass, which
-            makes a Transformer's step on a CPU 1.2–1.3× faster at 2–4 sequences of 256 tokens
+            made a Transformer's step on a CPU 1.2–1.3× faster at 2 sequences of 256 tokens
             (docs/performance.md). ``None``: the whole minibatch in one pass.
         num_steps: the run's length in steps; give this or ``num_epochs``.
         num_epochs: the run's length in passes over ``data`` (``⌊M / batch_size⌋`` steps each).
