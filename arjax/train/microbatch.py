@@ -30,8 +30,8 @@ def value_and_grad_by_microbatch(
     up to rounding, but each pass touches ``B / b`` times less memory: a Transformer's
     activations then stay in the CPU's caches (see docs/performance.md). ``None`` takes the
     whole batch in one pass. ``sharding`` (a batch sharding, see ``arjax.parallel``) constrains
-    each microbatch, whose rows are spread evenly over the devices when ``b`` is a multiple of
-    their number.
+    the batch and each microbatch, whose rows are spread evenly over the devices when ``b`` is a
+    multiple of their number.
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -41,8 +41,9 @@ def value_and_grad_by_microbatch(
         >>> bool(jnp.allclose(grad, jax.grad(loss)(2.0, x)))
         True
     """
+    batch = constrain_batch(batch, sharding)
     if microbatch_size is None:
-        return jax.value_and_grad(loss)(params, constrain_batch(batch, sharding))
+        return jax.value_and_grad(loss)(params, batch)
     sizes = {leaf.shape[0] for leaf in jax.tree.leaves(batch)}
     if len(sizes) != 1:
         raise ValueError(f"every leaf of batch must have the same number of rows, got {sorted(sizes)}")

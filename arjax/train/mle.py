@@ -17,7 +17,7 @@ from arjax.allowed import Allowed
 from arjax.distribution import Autoregressive
 from arjax.families.layout import net_layout
 from arjax.objectives import nll
-from arjax.parallel import batch_sharding, check_batch_divisible, constrain_batch
+from arjax.parallel import batch_sharding, check_batch_divisible
 from arjax.train.guard import describe_non_finite
 from arjax.train.loop import LoopStep, check_count, run_steps
 from arjax.train.microbatch import check_microbatch_size, value_and_grad_by_microbatch
@@ -154,7 +154,7 @@ class _MLEStep(LoopStep):
     def __call__(self, params, static, order, t, inputs, data, context):
         order = jax.lax.cond(t % self.steps_per_epoch == 0, lambda: self.init_carry(t, data, context), lambda: order)
         rows = self.minibatch_rows(order, t)
-        batch = constrain_batch((data[rows], None if context is None else context[rows]), self.sharding)
+        batch = (data[rows], None if context is None else context[rows])
 
         def loss(params, batch):
             x, c = batch
