@@ -161,6 +161,18 @@ class Autoregressive(Distribution):
             self._validate_sample(value)
         return self._map_slices(_log_prob, value)
 
+    def position_log_probs(self, value: Array) -> Float[Array, "... N"]:
+        """``ln p(x_i | x_{<i})`` of every position (their sum is ``log_prob``; ``-inf`` rows outside the support).
+
+        Example:
+            >>> import jax, jax.numpy as jnp
+            >>> from arjax.nn import MeanField
+            >>> p = Autoregressive(MeanField(num_positions=3, num_categories=2, init_scale=0.0, key=jax.random.key(0)))
+            >>> [round(float(v), 4) for v in p.position_log_probs(jnp.array([0, 1, 1]))]
+            [-0.6931, -0.6931, -0.6931]
+        """
+        return self._map_slices(_position_log_probs, self._check_value(value))
+
     def conditional_params(self, value: Array) -> Float[Array, "... N P"]:
         """Every position's raw conditional parameters (the net's output rows) given ``value``'s prefix."""
         return self._map_slices(_conditional_params, self._check_value(value))
@@ -307,6 +319,11 @@ def _log_prob(net, context, rule, value) -> Float[Array, "..."]:
     return _batched_log_prob(net, x, c, rule).reshape(shape)
 
 
+def _position_log_probs(net, context, rule, value) -> Float[Array, "... N"]:
+    x, c, shape = _flat(net, context, value)
+    return _batched_position_log_probs(net, x, c, rule).reshape(shape + (net.num_positions,))
+
+
 def _conditional_params(net, context, rule, value) -> Float[Array, "... N P"]:
     x, c, shape = _flat(net, context, value)
     return _batched_params(net, x, c).reshape(shape + (net.num_positions, -1))
@@ -359,6 +376,11 @@ def _apply(net, x, c):
 
 @eqx.filter_jit
 def _batched_log_prob(net, x, c, rule) -> Float[Array, " B"]:
+    return jnp.sum(_batched_position_log_probs(net, x, c, rule), axis=-1)
+
+
+@eqx.filter_jit
+def _batched_position_log_probs(net, x, c, rule) -> Float[Array, "B N"]:
     layout = net_layout(net)
     safe, ok = _in_support(layout, x)
     params = _apply(net, safe, c)
@@ -367,7 +389,7 @@ def _batched_log_prob(net, x, c, rule) -> Float[Array, " B"]:
     else:
         rows = jax.vmap(lambda v: _rows(rule, v))(safe)
         per_position = jax.vmap(partial(layout.log_probs, dead_ends=allows_dead_ends(rule)))(params, safe, rows)
-    return jnp.where(jnp.all(ok, axis=-1), jnp.sum(per_position, axis=-1), -jnp.inf)
+    return jnp.where(jnp.all(ok, axis=-1, keepdims=True), per_position, -jnp.inf)
 
 
 @eqx.filter_jit

@@ -20,6 +20,7 @@ from arjax.allowed import Allowed
 from arjax.distribution import Autoregressive, check_net
 from arjax.estimators import FreeEnergyEstimate, check_beta, check_proposal, check_sizes, free_energy_statistics
 from arjax.families.layout import net_layout
+from arjax.sampling import sample_and_log_prob
 from arjax.symmetry import symmetrized_log_prob, symmetrized_sample
 
 __all__ = [
@@ -192,6 +193,7 @@ def reward_loss(
     temperature: float | Float[Array, ""] = 1.0,
     num_samples: int,
     baseline: str = "loo",
+    gradient: str = "score",
     has_aux: bool = False,
 ) -> Float[Array, ""] | tuple[Float[Array, ""], RewardEstimate]:
     r"""KL-regularised reward loss ``E_q[-r(x)] + τ KL(q ‖ p)`` with a leave-one-out score-function gradient.
@@ -207,6 +209,17 @@ def reward_loss(
     is ``score_function_surrogate`` of ``f = -r + τ(ln q - ln p)`` (or ``-r + T ln q``) with the
     leave-one-out baseline (``baseline="loo"``, unbiased) or the batch mean (``"mean"``).
 
+    ``gradient="pathwise"`` (nets with real, circular or positive positions, and a reward
+    differentiable in them) differentiates through the continuous values instead: they are drawn
+    by the families' implicit reparameterisation, ``x = x(u; θ)``, and the gradient is
+    ``mean ∇_θ f(x(u; θ))`` with the parameters of ``ln q`` in ``f`` held fixed ("sticking the
+    landing", as ``free_energy_loss``), plus the score-function term of the token positions
+    only, ``mean[(f - c) ∇_θ Σ_{i token} ln q(x_i | x_{<i})]``. Both parts are unbiased, so the sum
+    is an unbiased gradient of the loss; where the tokens' conditionals do not depend on ``θ``
+    (``arjax.crystal.design.FrozenSkeleton``) the second part vanishes. A reward that pushes
+    continuous values somewhere (apart, toward a target) then tells every sample which way to move,
+    which a score-function gradient only learns from the spread of rewards across the batch.
+
     Args:
         q_net: the autoregressive net of ``q`` (differentiated).
         reward_fn: ``r(x: Int[N]) -> Float[]`` for one sequence (``jax.vmap``-ed over the batch); a float
@@ -217,6 +230,7 @@ def reward_loss(
             mass where the prior has none.
         kl_weight: ``τ ≥ 0``, used with a prior.
         temperature: ``T ≥ 0``, used without one.
+        gradient: ``"score"`` (any reward) or ``"pathwise"`` (see above).
         has_aux: also return a ``RewardEstimate`` (for ``jax.value_and_grad(..., has_aux=True)``).
 
     Example:
@@ -245,17 +259,35 @@ def reward_loss(
         _check_unused("temperature", temperature, "with a prior; use kl_weight")
         q = Autoregressive(q_net, allowed=prior.allowed)
     _check_reward_fn(reward_fn, q_net)
-    x = jax.lax.stop_gradient(q.sample(key, (num_samples,)))
-    log_q = q.log_prob(x)
-    reward = jax.lax.stop_gradient(jax.vmap(reward_fn)(x).astype(jnp.result_type(float)))
+    layout = net_layout(q_net)
+    if gradient not in ("score", "pathwise"):
+        raise ValueError(f'gradient must be "score" or "pathwise", got {gradient!r}')
+    if gradient == "pathwise" and layout.is_categorical.all():
+        raise ValueError('gradient="pathwise" needs a net with real, circular or positive positions; '
+                         'a token-only net has nothing to differentiate through (use "score")')  # fmt: skip
+    if gradient == "pathwise":
+        x = sample_and_log_prob(q_net, key, (num_samples,), allowed=q.allowed)[0]
+        log_q = Autoregressive(jax.lax.stop_gradient(q_net), allowed=q.allowed).log_prob(x)
+        reward = jax.vmap(reward_fn)(x).astype(jnp.result_type(float))
+    else:
+        x = jax.lax.stop_gradient(q.sample(key, (num_samples,)))
+        log_q = q.log_prob(x)
+        reward = jax.lax.stop_gradient(jax.vmap(reward_fn)(x).astype(jnp.result_type(float)))
     if prior is None:
         tokens = q_net.num_categories is not None  # against the uniform distribution; a density has no such reference
         log_ratio = log_q + q_net.num_positions * jnp.log(float(q_net.num_categories)) if tokens else log_q
         f = -reward + weight * log_q
     else:
-        log_ratio = log_q - jax.lax.stop_gradient(prior.log_prob(x))
+        log_prior = prior.log_prob(x)
+        log_ratio = log_q - (log_prior if gradient == "pathwise" else jax.lax.stop_gradient(log_prior))
         f = -reward + weight * log_ratio
-    loss = score_function_surrogate(f, log_q, baseline=baseline)
+    if gradient == "pathwise":
+        per_position = q.position_log_probs(x)
+        log_q_tokens = jnp.sum(jnp.where(layout.is_categorical, per_position, 0.0), axis=-1)
+        mean = jnp.mean(f)
+        loss = mean - jax.lax.stop_gradient(mean) + score_function_surrogate(f, log_q_tokens, baseline=baseline)
+    else:
+        loss = score_function_surrogate(f, log_q, baseline=baseline)
     if not has_aux:
         return loss
     f, log_q, log_ratio = jax.lax.stop_gradient((f, log_q, log_ratio))

@@ -16,7 +16,12 @@ skipped and counted.
 Both get the same width, depth, optimiser and budget (steps × batch). A third model,
 **continuous+rl**, is the continuous net fine-tuned by ``fit_reward`` toward structural validity
 (``arjax.crystal.design.validity_reward``: reward ``-penalty`` for an invalid crystal, KL weight
-toward the trained net; ``--rl-frozen-skeleton`` tunes only the geometry conditionals).
+toward the trained net; ``--rl-frozen-skeleton`` tunes only the geometry conditionals; ``--rl-reward
+overlap`` replaces the 0/1 reward by ``-penalty × arjax.crystal.geometry.overlap_penalty`` with the
+pathwise gradient). A fourth, **conditioned**, is the continuous model conditioned on structural
+validity, ``p(x | valid)``, drawn exactly by rejection (``arjax.crystal.design.sample_valid``): the
+distribution the validity fine-tuning aims at, reached without training; its test NLL is the continuous
+model's plus ``ln P(valid)`` (estimated by the acceptance rate), its skeleton NLL is not computed.
 
 Reported per model: the test NLL of the discrete skeleton (space group, letters, elements; exact
 for the continuous models, an importance-sampling estimate over the coordinate bins for the binned
@@ -70,11 +75,14 @@ from arjax.crystal import (
     seeded_split,
     to_structure,
 )
-from arjax.crystal.design import FrozenSkeleton, validity_reward
+from arjax.crystal.design import FrozenSkeleton, sample_valid, validity_reward
+from arjax.crystal.geometry import overlap_penalty
 from arjax.crystal.skeleton import encoder_skeleton_log_prob, position_log_probs, tokenizer_skeleton_log_prob
 from arjax.distribution import Autoregressive
 from arjax.nn.transformer import Transformer
 from arjax.train import fit_mle, fit_reward
+
+KINDS = ("binned", "continuous", "continuous+rl", "conditioned")
 
 
 def parse_args(argv=None):
@@ -94,19 +102,24 @@ def parse_args(argv=None):
     parser.add_argument("--samples", type=int, default=1000, help="samples per model for the metrics")
     parser.add_argument("--is-samples", type=int, default=16, help="importance samples per test crystal (binned)")
     parser.add_argument("--log-every", type=int, default=250)
-    parser.add_argument("--models", default="binned,continuous,continuous+rl",
-                        help="comma-separated subset of binned,continuous,continuous+rl")
+    parser.add_argument("--models", default=",".join(KINDS), help=f"comma-separated subset of {','.join(KINDS)}")
     parser.add_argument("--rl-steps", type=int, default=200, help="continuous+rl: fit_reward steps")
     parser.add_argument("--rl-batch", type=int, default=128)
     parser.add_argument("--rl-lr", type=float, default=1e-4)
-    parser.add_argument("--rl-penalty", type=float, default=10.0, help="reward -penalty for an invalid crystal")
+    parser.add_argument("--rl-reward", choices=("validity", "overlap"), default="validity",
+                        help="continuous+rl: validity (score-function gradient of a 0/-penalty reward) or overlap "
+                             "(pathwise gradient of -penalty × overlap_penalty, Å²)")
+    parser.add_argument("--rl-penalty", type=float, default=10.0,
+                        help="reward -penalty for an invalid crystal (validity) or per Å² of overlap (overlap)")
+    parser.add_argument("--rl-margin", type=float, default=0.1,
+                        help="overlap: atoms closer than 0.5 Å + margin are pushed apart")
     parser.add_argument("--rl-kl-weight", type=float, default=1.0)
     parser.add_argument("--rl-frozen-skeleton", action="store_true",
                         help="continuous+rl: tune only the geometry conditionals (FrozenSkeleton)")
     args = parser.parse_args(argv)
-    unknown = set(args.models.split(",")) - {"binned", "continuous", "continuous+rl"}
+    unknown = set(args.models.split(",")) - set(KINDS)
     if unknown:
-        parser.error(f"--models: unknown {', '.join(sorted(unknown))}; expected binned, continuous, continuous+rl")
+        parser.error(f"--models: unknown {', '.join(sorted(unknown))}; expected {', '.join(KINDS)}")
     if args.quick:
         args.steps, args.batch_size, args.d_model, args.layers, args.heads = 20, 32, 16, 1, 2
         args.samples, args.is_samples, args.log_every = 32, 2, 20
@@ -153,8 +166,11 @@ def load_data(args):
 def train(kind, args, encoder, tokenizer, data, key, base_key=None):
     """A trained net of ``kind``, loaded from ``--out`` when a run with the same settings saved one.
 
-    ``continuous+rl`` is the continuous net (trained with ``base_key``) fine-tuned by ``fine_tune``.
+    ``continuous+rl`` is the continuous net (trained with ``base_key``) fine-tuned by ``fine_tune``;
+    ``conditioned`` is that continuous net itself (``draw`` conditions it on validity).
     """
+    if kind == "conditioned":
+        return train("continuous", args, encoder, tokenizer, data, base_key)
     if kind == "continuous+rl":
         net, base_info = train("continuous", args, encoder, tokenizer, data, base_key)
         net, info = fine_tune(net, args, encoder, len(data["train"]), key)
@@ -191,6 +207,7 @@ def fine_tune(net, args, encoder, num_train: int, key):
     ``p(s) p(g | s) e^{r(s, g)/τ} / Z(s)``.
     """
     frozen = "-frozen" if args.rl_frozen_skeleton else ""
+    frozen += f"-overlap-m{args.rl_margin:g}" if args.rl_reward == "overlap" else ""
     tag = (f"continuous+rl{frozen}-s{args.steps}-b{args.batch_size}-d{args.d_model}-l{args.layers}-seed{args.seed}"
            f"-n{num_train}"
            f"-rl{args.rl_steps}x{args.rl_batch}-lr{args.rl_lr:g}-p{args.rl_penalty:g}-kl{args.rl_kl_weight:g}")
@@ -198,23 +215,32 @@ def fine_tune(net, args, encoder, num_train: int, key):
     start_net = FrozenSkeleton(net, net) if args.rl_frozen_skeleton else net
     if path.exists():
         return eqx.tree_deserialise_leaves(path, start_net), {"loaded": str(path)}
-    reward = validity_reward(encoder, penalty=args.rl_penalty)
+    if args.rl_reward == "overlap":
+        def reward(x):
+            return -args.rl_penalty * overlap_penalty(encoder, x, margin=args.rl_margin)
+    else:
+        reward = validity_reward(encoder, penalty=args.rl_penalty)
+    gradient = "pathwise" if args.rl_reward == "overlap" else "score"
     start = time.perf_counter()
     tuned, history = fit_reward(start_net, reward, prior=Autoregressive(net, allowed=encoder.allowed),
                                 kl_weight=args.rl_kl_weight, optimizer=optax.adam(args.rl_lr), num_steps=args.rl_steps,
-                                batch_size=args.rl_batch, key=key, clip_grad=1.0,
+                                batch_size=args.rl_batch, key=key, clip_grad=1.0, gradient=gradient,
                                 log_every=max(1, min(args.log_every, args.rl_steps // 10)),
                                 checkpoint=args.out / f"{tag}.ckpt", progress=not args.quick)  # fmt: skip
     eqx.tree_serialise_leaves(path, tuned)
-    invalid = -np.asarray(history["reward"]) / args.rl_penalty
+    penalty = -np.asarray(history["reward"]) / args.rl_penalty  # invalid fraction, or mean overlap (Å²)
     kl = float(np.asarray(history["kl"])[-1])
-    return tuned, {"rl_seconds": time.perf_counter() - start, "rl_invalid_first": float(invalid[0]),
-                   "rl_invalid_last": float(invalid[-1]), "rl_kl_last": kl}  # fmt: skip
+    name = "invalid" if args.rl_reward == "validity" else "overlap"
+    return tuned, {"rl_seconds": time.perf_counter() - start, f"rl_{name}_first": float(penalty[0]),
+                   f"rl_{name}_last": float(penalty[-1]), "rl_kl_last": kl}  # fmt: skip
 
 
 def skeleton_nll(kind, net, encoder, tokenizer, rows, args, key) -> float:
+    """Test NLL of the skeleton; not computed for ``conditioned`` (it needs ``P(valid | skeleton)`` per crystal)."""
+    if kind == "conditioned":
+        return float("nan")
     crystals = [c for _, c in rows]
-    if kind.startswith("continuous"):
+    if kind != "binned":
         return -float(np.mean(encoder_skeleton_log_prob(net, encoder.encode_batch(crystals))))
     x = tokenizer.encode_batch(crystals)
     return -float(np.mean(tokenizer_skeleton_log_prob(net, tokenizer, x, key=key, num_samples=args.is_samples)))
@@ -223,17 +249,23 @@ def skeleton_nll(kind, net, encoder, tokenizer, rows, args, key) -> float:
 def full_nll(kind, net, encoder, tokenizer, rows) -> float:
     """Test NLL of the whole sequence (nats; the continuous model's is a density, not comparable with tokens)."""
     crystals = [c for _, c in rows]
-    if kind.startswith("continuous"):
+    if kind != "binned":
         x, rule = encoder.encode_batch(crystals), encoder.allowed
     else:
         x, rule = tokenizer.encode_batch(crystals), tokenizer.allowed
     return -float(np.mean(position_log_probs(net, x, rule).sum(axis=1)))
 
 
-def draw(kind, net, encoder, tokenizer, count: int, key) -> list:
-    """``count`` samples decoded to crystals (``None`` where a sample does not decode)."""
-    coder, rule = (encoder, encoder.allowed) if kind.startswith("continuous") else (tokenizer, tokenizer.allowed)
+def draw(kind, net, encoder, tokenizer, count: int, key) -> tuple[list, dict]:
+    """``count`` samples decoded to crystals (``None`` where a sample does not decode), and sampling statistics.
+
+    ``conditioned`` draws ``p(x | structurally valid)`` exactly by rejection (``sample_valid``).
+    """
+    coder, rule = (tokenizer, tokenizer.allowed) if kind == "binned" else (encoder, encoder.allowed)
     model = Autoregressive(net, allowed=rule)
+    if kind == "conditioned":
+        out = sample_valid(model, key, count)
+        return [encoder.decode(row) for row in out.x], {"accepted": out.accepted, "drawn": out.drawn}
     out = []
     size = min(250, count)
     for chunk_key in jax.random.split(key, -(-count // size)):  # equal chunks: one compilation
@@ -242,7 +274,7 @@ def draw(kind, net, encoder, tokenizer, count: int, key) -> list:
                 out.append(coder.decode(row))
             except ValueError:
                 out.append(None)
-    return out
+    return out, {}
 
 
 # ------------------------------------------------------------------------------------- metrics
@@ -323,6 +355,7 @@ def main(argv=None):
     test_structures = [to_structure(c) for _, c in data["test"]]
     keys = dict(zip(("binned", "continuous"), jax.random.split(jax.random.key(args.seed), 2)))
     keys["continuous+rl"] = jax.random.fold_in(jax.random.key(args.seed), 2)
+    keys["conditioned"] = jax.random.fold_in(jax.random.key(args.seed), 3)
     base_key = jax.random.split(keys["continuous"], 3)[0]
     if HAVE["matminer"] and not args.quick:
         t0 = time.perf_counter()
@@ -339,8 +372,11 @@ def main(argv=None):
         result = dict(info, skeleton_nll=skeleton_nll(kind, net, encoder, tokenizer, data["test"], args, k_nll),
                       full_nll=full_nll(kind, net, encoder, tokenizer, data["test"]))  # fmt: skip
         t1 = time.perf_counter()
-        samples = draw(kind, net, encoder, tokenizer, args.samples, k_sample)
+        samples, stats = draw(kind, net, encoder, tokenizer, args.samples, k_sample)
         result["sample_seconds"] = time.perf_counter() - t1
+        if kind == "conditioned":  # ln p(x | valid) = ln p(x) - ln P(valid) for the (valid) test crystals
+            result.update(stats, acceptance=stats["accepted"] / stats["drawn"])
+            result["full_nll"] += float(np.log(result["acceptance"]))
         result.update(evaluate(samples, train_structures, test_structures, reference, scale))
         result["seconds"] = time.perf_counter() - t0
         results[kind] = result

@@ -133,3 +133,22 @@ def test_frozen_skeleton_keeps_the_skeleton_conditionals_and_samples_alike_cache
     np.testing.assert_allclose(fast_lp, log_prob(fast), rtol=1e-4, atol=1e-3)
     with pytest.raises(TypeError, match="geometry must be a CrystalTransformer"):
         FrozenSkeleton(base, SkeletonNet(base))
+
+
+def test_sample_valid_keeps_exactly_the_valid_draws_in_order_and_counts_them():
+    from arjax.crystal.design import sample_valid, structurally_valid_rows
+
+    model = arjax.Autoregressive(_net(ENCODER), allowed=ENCODER.allowed)
+    out = sample_valid(model, jax.random.key(4), 40, batch_size=16)
+    drawn = np.concatenate([np.asarray(model.sample(jax.random.fold_in(jax.random.key(4), b), (16,)))
+                            for b in range(out.drawn // 16)])  # fmt: skip
+    valid = structurally_valid_rows(ENCODER, drawn)
+    assert 0 < out.accepted < out.drawn and out.accepted == valid.sum() >= 40  # the untrained net draws both kinds
+    np.testing.assert_allclose(out.x, drawn[valid][:40], atol=1e-5)  # jitted draws: rounding only
+    np.testing.assert_array_equal(sample_valid(model, jax.random.key(4), 40, batch_size=16).x, out.x)
+    with pytest.raises(RuntimeError, match="fewer than num_samples=3"):
+        sample_valid(model, jax.random.key(4), 3, batch_size=4, max_batches=2, min_volume=1e9)
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        sample_valid(model, jax.random.key(4), 3, batch_size=0)
+    with pytest.raises(TypeError, match="crystal net with an encoder"):
+        sample_valid(arjax.Autoregressive(SkeletonNet(_net(ENCODER))), jax.random.key(4), 3)

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 NUMBER = r"(-?\d+(?:\.\d+)?)"
 
@@ -83,6 +85,11 @@ def test_crystals_mp20_quick_trains_the_models_and_reports_the_metrics(tmp_path)
     tuned = results["continuous+rl"]
     assert 0.0 <= tuned["rl_invalid_first"] <= 1.0 and 0.0 <= tuned["rl_invalid_last"] <= 1.0
     assert math.isfinite(tuned["rl_kl_last"])
+    conditioned = json.loads((tmp_path / "results-conditioned.json").read_text())["result"]
+    assert conditioned["samples"] == 32 and conditioned["structural_validity"] == 1.0  # exact rejection
+    assert 0 < conditioned["accepted"] <= conditioned["drawn"] and conditioned["acceptance"] <= 1.0
+    assert conditioned["full_nll"] == pytest.approx(results["continuous"]["full_nll"]
+                                                    + math.log(conditioned["acceptance"]), rel=1e-9)  # fmt: skip
     table = proc.stdout[proc.stdout.index("test skeleton NLL"):]
     assert "structural validity" in table and "Wasserstein #elements" in table and "COV-R" in table
 

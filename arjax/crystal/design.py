@@ -9,9 +9,11 @@ first ``2S + 1`` conditionals of a ``CrystalTransformer`` are the exact marginal
 ``complete_geometry`` then draws the coordinates and lattice of given skeletons from the full model.
 ``validity_reward`` scores whole sequences for ``fit_reward``, and ``FrozenSkeleton`` lets such a
 fine-tuning change only the geometry conditionals, keeping the skeleton distribution learned from data.
+``sample_valid`` draws the model conditioned on structural validity exactly, by rejection.
 """
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
@@ -21,9 +23,13 @@ from jax import lax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from arjax.crystal.net import CrystalTransformer
+from arjax.distribution import Autoregressive
 from arjax.families.layout import net_layout
 
-__all__ = ["FrozenSkeleton", "SkeletonNet", "complete_geometry", "skeleton_template", "validity_reward"]
+__all__ = [
+    "FrozenSkeleton", "SkeletonNet", "ValidSamples", "complete_geometry", "sample_valid", "skeleton_template",
+    "structurally_valid_rows", "validity_reward",
+]  # fmt: skip
 
 
 class SkeletonNet(eqx.Module):
@@ -210,25 +216,15 @@ def validity_reward(
         >>> float(reward(enc.encode("225-a-Na-b-Cl-X-5.64"))), float(reward(enc.encode("225-a-Na-b-Cl-X-0.8")))
         (0.0, -10.0)
     """
-    from arjax.crystal import metrics
-    from arjax.crystal.structure import to_structure
-
     if not 0 < float(penalty) < float("inf"):
         raise ValueError(f"penalty must be a finite number > 0, got {penalty!r}")
     n = encoder.num_positions
 
-    def valid(row) -> bool:
-        try:
-            structure = to_structure(encoder.decode(row))
-        except ValueError:
-            return False
-        return metrics.structurally_valid(structure, min_separation=min_separation, min_volume=min_volume)
-
     def host(x):
         x = np.asarray(x)
-        flat = x.reshape(-1, n)
-        out = np.array([0.0 if valid(row) else -float(penalty) for row in flat], np.float32)
-        return out.reshape(x.shape[:-1])
+        valid = structurally_valid_rows(encoder, x.reshape(-1, n), min_separation=min_separation,
+                                        min_volume=min_volume)  # fmt: skip
+        return np.where(valid, 0.0, -float(penalty)).astype(np.float32).reshape(x.shape[:-1])
 
     def reward(x: Float[Array, " N"]) -> Float[Array, ""]:
         x = jnp.asarray(x)
@@ -237,6 +233,92 @@ def validity_reward(
         return jax.pure_callback(host, jax.ShapeDtypeStruct(x.shape[:-1], jnp.float32), x, vmap_method="expand_dims")
 
     return reward
+
+
+def structurally_valid_rows(
+    encoder, x: Float[np.ndarray, "B N"], *, min_separation: float = 0.5, min_volume: float = 0.1
+) -> np.ndarray:
+    """``metrics.structurally_valid`` of each row's decoded crystal; a row that does not decode is invalid.
+
+    >>> from arjax.crystal import CrystalEncoder
+    >>> enc = CrystalEncoder(space_groups=[225], elements=["Na", "Cl"], max_sites=2)
+    >>> structurally_valid_rows(enc, enc.encode_batch(["225-a-Na-b-Cl-X-5.64", "225-a-Na-b-Cl-X-0.8"])).tolist()
+    [True, False]
+    """
+    from arjax.crystal import metrics
+    from arjax.crystal.structure import to_structure
+
+    def valid(row) -> bool:
+        try:
+            structure = to_structure(encoder.decode(row))
+        except ValueError:
+            return False
+        return metrics.structurally_valid(structure, min_separation=min_separation, min_volume=min_volume)
+
+    return np.array([valid(row) for row in np.asarray(x)], bool)
+
+
+class ValidSamples(NamedTuple):
+    """What ``sample_valid`` returns.
+
+    Attributes:
+        x: ``[num_samples, N]`` exact samples of ``p(x | valid)``.
+        accepted: how many of the drawn samples were valid (all, not only those returned).
+        drawn: how many were drawn; ``accepted / drawn`` estimates ``P(valid)`` under the model, and
+            ``ln p(x | valid) = ln p(x) - ln P(valid)`` for a valid ``x``.
+    """
+
+    x: np.ndarray
+    accepted: int
+    drawn: int
+
+
+def sample_valid(
+    model: Autoregressive, key: PRNGKeyArray, num_samples: int, *, batch_size: int = 250, max_batches: int = 1000,
+    min_separation: float = 0.5, min_volume: float = 0.1,
+) -> ValidSamples:  # fmt: skip
+    r"""Exact samples of the crystal model conditioned on structural validity, ``p(x | valid) ∝ p(x) 1[valid(x)]``.
+
+    Rejection sampling with the model itself as the proposal: batches of ``batch_size`` exact samples
+    (keys ``fold_in(key, b)``) are drawn and the structurally valid ones (``structurally_valid_rows``)
+    kept, in order, until ``num_samples`` are collected. Every accepted sample is an exact draw of the
+    conditional, the expected cost is ``1 / P(valid)`` draws per sample, and the same key gives the
+    same samples. This is the distribution the validity fine-tuning (``validity_reward`` with KL toward
+    ``p``) approaches as its penalty grows, reached exactly; it is the posterior of ``p`` given the
+    observation "valid" (likelihood ``1[valid(x)]``).
+
+    Args:
+        model: an ``arjax.Autoregressive`` over a ``CrystalEncoder``'s sequences (its net has ``encoder``).
+        max_batches: give up (``RuntimeError``) after this many batches without ``num_samples``.
+
+    Example:
+        >>> import jax
+        >>> from arjax import Autoregressive
+        >>> from arjax.crystal import CrystalEncoder, CrystalTransformer
+        >>> enc = CrystalEncoder(space_groups=[221, 225], elements=["Na", "Cl"], max_sites=2, max_atoms=8)
+        >>> model = Autoregressive(CrystalTransformer(enc, d_model=16, num_heads=2, num_layers=1,
+        ...                                           key=jax.random.key(0)), allowed=enc.allowed)
+        >>> out = sample_valid(model, jax.random.key(1), 5, batch_size=8)
+        >>> out.x.shape, bool(structurally_valid_rows(enc, out.x).all()), out.accepted <= out.drawn
+        ((5, 17), True, True)
+    """
+    encoder = getattr(model.net, "encoder", None)
+    if encoder is None:
+        raise TypeError(f"model must be an arjax.Autoregressive over a crystal net with an encoder, got {model!r}")
+    for name, value in (("num_samples", num_samples), ("batch_size", batch_size), ("max_batches", max_batches)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    draw = eqx.filter_jit(lambda m, k: m.sample(k, (batch_size,)))
+    kept, accepted, drawn = [], 0, 0
+    for b in range(max_batches):
+        x = np.asarray(draw(model, jax.random.fold_in(key, b)))
+        valid = structurally_valid_rows(encoder, x, min_separation=min_separation, min_volume=min_volume)
+        kept.append(x[valid])
+        accepted, drawn = accepted + int(valid.sum()), drawn + batch_size
+        if accepted >= num_samples:
+            return ValidSamples(np.concatenate(kept)[:num_samples], accepted, drawn)
+    raise RuntimeError(f"sample_valid: {accepted} valid crystals in {drawn} draws, fewer than num_samples="
+                       f"{num_samples}; the model puts P(valid) ≈ {accepted / drawn:.2g}")  # fmt: skip
 
 
 def _padded(encoder, tokens: Int[Array, " M"]) -> Float[Array, " N"]:

@@ -31,6 +31,7 @@ def fit_reward(
     batch_size: int,
     key: PRNGKeyArray,
     baseline: str = "loo",
+    gradient: str = "score",
     kl_weight_schedule: Callable | None = None,
     temperature_schedule: Callable | None = None,
     clip_grad: float | None = None,
@@ -45,7 +46,8 @@ def fit_reward(
     r"""Maximise ``E_q[r] - τ KL(q ‖ prior)`` (or ``E_q[r] + T S_q`` without a prior) over the parameters of ``net``.
 
     Each step draws ``batch_size`` exact samples of ``q`` and takes the leave-one-out
-    score-function gradient of ``arjax.objectives.reward_loss``. The optimum is the tilted
+    score-function gradient of ``arjax.objectives.reward_loss`` (or its pathwise gradient through
+    the continuous values, ``gradient="pathwise"``). The optimum is the tilted
     distribution ``q* ∝ prior(x) e^{r(x)/τ}`` (``∝ e^{r(x)/T}`` without a prior); with
     ``r = ln p(y|x)`` and ``τ = 1`` that is the posterior ``p(x|y)``. To fine-tune a pretrained
     model, pass its net both as ``net`` (where ``q`` starts) and as ``prior`` (held fixed).
@@ -66,6 +68,9 @@ def fit_reward(
         kl_weight_schedule: ``τ(step)``, e.g. an ``optax`` schedule; overrides ``kl_weight``.
         temperature_schedule: ``T(step)``; overrides ``temperature``.
         baseline: ``"loo"`` (leave-one-out, unbiased) or ``"mean"`` (batch mean).
+        gradient: ``"score"`` or ``"pathwise"`` (through the continuous values of nets that have them, for a
+            reward differentiable in them, e.g. ``-w · arjax.crystal.geometry.overlap_penalty``; see
+            ``arjax.objectives.reward_loss``).
         max_consecutive_skips: the number of non-finite steps in a row that stops the run.
         checkpoint: a file path; written atomically every ``log_every`` steps and at the end,
             and resumed from when it exists (a finished run returns at once).
@@ -107,7 +112,9 @@ def fit_reward(
         raise TypeError(f"{name}_schedule must be a callable of the step (e.g. an optax schedule), got {schedule!r}")
     if not 0 <= float(value) < float("inf"):
         raise ValueError(f"{name} must be a finite number ≥ 0, got {value!r}")
-    step = _RewardStep(key, reward_fn, name, batch_size, baseline)
+    if gradient not in ("score", "pathwise"):
+        raise ValueError(f'gradient must be "score" or "pathwise", got {gradient!r}')
+    step = _RewardStep(key, reward_fn, name, batch_size, baseline, gradient)
 
     def per_step(steps):
         weights = jax.vmap(schedule)(steps) if schedule is not None else jnp.full(steps.shape, value)
@@ -131,6 +138,7 @@ class _RewardStep(LoopStep):
     name: str = eqx.field(static=True)
     batch_size: int = eqx.field(static=True)
     baseline: str = eqx.field(static=True)
+    gradient: str = eqx.field(static=True)
 
     def __call__(self, params, static, carry, t, inputs, prior):
         weight = inputs[self.name]
@@ -139,7 +147,8 @@ class _RewardStep(LoopStep):
 
     def loss(self, params, static, t, weight, prior):
         return reward_loss(eqx.combine(params, static), jax.random.fold_in(self.key, t), reward_fn=self.reward_fn,
-                           prior=prior, num_samples=self.batch_size, baseline=self.baseline, has_aux=True,
+                           prior=prior, num_samples=self.batch_size, baseline=self.baseline, gradient=self.gradient,
+                           has_aux=True,
                            **{self.name: weight})  # fmt: skip
 
     def explain(self, net, t, prior):
