@@ -218,7 +218,10 @@ def reward_loss(
     is an unbiased gradient of the loss; where the tokens' conditionals do not depend on ``θ``
     (``arjax.crystal.design.FrozenSkeleton``) the second part vanishes. A reward that pushes
     continuous values somewhere (apart, toward a target) then tells every sample which way to move,
-    which a score-function gradient only learns from the spread of rewards across the batch.
+    which a score-function gradient only learns from the spread of rewards across the batch; but its
+    variance grows with the sensitivity of the sample path to the parameters, and through a long
+    chain of sharp conditionals (a trained crystal model, ``docs/crystals.md``) it can exceed the
+    score function's by orders of magnitude.
 
     Args:
         q_net: the autoregressive net of ``q`` (differentiated).
