@@ -25,7 +25,7 @@ from arjax.symmetry import symmetrized_log_prob, symmetrized_sample
 
 __all__ = [
     "nll", "free_energy_loss", "reward_loss", "RewardEstimate", "score_function_surrogate", "check_gradient",
-    "BASELINES", "count_loss", "CountLossEstimate", "DIVERGENCES", "as_proposal",
+    "BASELINES", "check_reward_gradient", "count_loss", "CountLossEstimate", "DIVERGENCES", "as_proposal",
 ]  # fmt: skip
 
 BASELINES = ("loo", "mean")
@@ -263,11 +263,7 @@ def reward_loss(
         q = Autoregressive(q_net, allowed=prior.allowed)
     _check_reward_fn(reward_fn, q_net)
     layout = net_layout(q_net)
-    if gradient not in ("score", "pathwise"):
-        raise ValueError(f'gradient must be "score" or "pathwise", got {gradient!r}')
-    if gradient == "pathwise" and layout.is_categorical.all():
-        raise ValueError('gradient="pathwise" needs a net with real, circular or positive positions; '
-                         'a token-only net has nothing to differentiate through (use "score")')  # fmt: skip
+    check_reward_gradient(gradient, q_net)
     if gradient == "pathwise":
         x = sample_and_log_prob(q_net, key, (num_samples,), allowed=q.allowed)[0]
         log_q = Autoregressive(jax.lax.stop_gradient(q_net), allowed=q.allowed).log_prob(x)
@@ -301,6 +297,20 @@ def reward_loss(
         kl=jnp.mean(log_ratio),
         entropy=-jnp.mean(log_q),
     )
+
+
+def check_reward_gradient(gradient, q_net) -> None:
+    """Raise ``ValueError`` unless ``gradient`` is ``"score"``, or ``"pathwise"`` for a net with real-valued positions.
+
+    >>> import jax
+    >>> from arjax.nn import MADE
+    >>> check_reward_gradient("score", MADE(num_positions=3, num_categories=2, key=jax.random.key(0)))
+    """
+    if gradient not in ("score", "pathwise"):
+        raise ValueError(f'gradient must be "score" or "pathwise", got {gradient!r}')
+    if gradient == "pathwise" and net_layout(q_net).is_categorical.all():
+        raise ValueError('gradient="pathwise" needs a net with real, circular or positive positions; '
+                         'a token-only net has nothing to differentiate through (use "score")')  # fmt: skip
 
 
 def as_prior(prior, q_net) -> Autoregressive | None:

@@ -308,10 +308,9 @@ def sample_valid(
     for name, value in (("num_samples", num_samples), ("batch_size", batch_size), ("max_batches", max_batches)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
-    draw = eqx.filter_jit(lambda m, k: m.sample(k, (batch_size,)))
     kept, accepted, drawn = [], 0, 0
     for b in range(max_batches):
-        x = np.asarray(draw(model, jax.random.fold_in(key, b)))
+        x = np.asarray(model.sample(jax.random.fold_in(key, b), (batch_size,)))  # compiled once per shape
         valid = structurally_valid_rows(encoder, x, min_separation=min_separation, min_volume=min_volume)
         kept.append(x[valid])
         accepted, drawn = accepted + int(valid.sum()), drawn + batch_size

@@ -11,7 +11,7 @@ import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from arjax.distribution import Autoregressive
-from arjax.objectives import as_prior, reward_loss
+from arjax.objectives import as_prior, check_reward_gradient, reward_loss
 from arjax.train.guard import describe_non_finite
 from arjax.train.loop import LoopStep, check_count, check_per_step, run_steps
 from arjax.train.state import TrainState
@@ -112,8 +112,7 @@ def fit_reward(
         raise TypeError(f"{name}_schedule must be a callable of the step (e.g. an optax schedule), got {schedule!r}")
     if not 0 <= float(value) < float("inf"):
         raise ValueError(f"{name} must be a finite number ≥ 0, got {value!r}")
-    if gradient not in ("score", "pathwise"):
-        raise ValueError(f'gradient must be "score" or "pathwise", got {gradient!r}')
+    check_reward_gradient(gradient, net)
     step = _RewardStep(key, reward_fn, name, batch_size, baseline, gradient)
 
     def per_step(steps):
