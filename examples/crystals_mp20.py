@@ -93,6 +93,8 @@ def parse_args(argv=None):
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the 80/10/10 split")
     parser.add_argument("--max-sites", type=int, default=10)
     parser.add_argument("--max-atoms", type=int, default=48)
+    parser.add_argument("--min-separation", type=float, default=None,
+                        help="cut the continuous model's scale below the smallest valid one (Å; default: no cut)")
     parser.add_argument("--steps", type=int, default=6000)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -140,7 +142,8 @@ def load_data(args):
     angles = [v for c in crystals["train"] for v in c.lattice[3:]]
     vocabulary = dict(space_groups=sorted({c.space_group for c in every}),
                       elements=sorted({s.element for c in every for s in c.sites}))  # fmt: skip
-    encoder = CrystalEncoder(**vocabulary, max_sites=args.max_sites, max_atoms=args.max_atoms)
+    encoder = CrystalEncoder(**vocabulary, max_sites=args.max_sites, max_atoms=args.max_atoms,
+                             min_separation=args.min_separation)  # fmt: skip
     tokenizer = CrystalTokenizer(**vocabulary, max_sites=args.max_sites, max_atoms=args.max_atoms, coordinate_bins=32,
                                  length_range=(min(lengths), max(lengths)), length_bins=101,
                                  angle_range=(min(angles), max(angles)), angle_bins=91)  # fmt: skip
@@ -163,6 +166,11 @@ def load_data(args):
 
 
 # -------------------------------------------------------------------------------------- models
+def _layout(args) -> str:
+    """The saved-net tag of the continuous encoding: scale last, and its cut."""
+    return "-scalelast" + ("" if args.min_separation is None else f"-cut{args.min_separation:g}")
+
+
 def train(kind, args, encoder, tokenizer, data, key, base_key=None):
     """A trained net of ``kind``, loaded from ``--out`` when a run with the same settings saved one.
 
@@ -184,7 +192,8 @@ def train(kind, args, encoder, tokenizer, data, key, base_key=None):
     else:
         net = Transformer(tokenizer.num_positions, tokenizer.num_categories, **size, key=k_net)
         x, rule = jnp.asarray(tokenizer.encode_batch(crystals)), tokenizer.allowed
-    tag = f"{kind}-s{args.steps}-b{args.batch_size}-d{args.d_model}-l{args.layers}-seed{args.seed}-n{len(crystals)}"
+    tag = f"{kind}{_layout(args) if kind == 'continuous' else ''}-s{args.steps}-b{args.batch_size}-d{args.d_model}"
+    tag += f"-l{args.layers}-seed{args.seed}-n{len(crystals)}"
     path = args.out / f"{tag}.eqx"
     if path.exists():
         return eqx.tree_deserialise_leaves(path, net), {"loaded": str(path)}
@@ -208,8 +217,8 @@ def fine_tune(net, args, encoder, num_train: int, key):
     """
     frozen = "-frozen" if args.rl_frozen_skeleton else ""
     frozen += f"-overlap-m{args.rl_margin:g}" if args.rl_reward == "overlap" else ""
-    tag = (f"continuous+rl{frozen}-s{args.steps}-b{args.batch_size}-d{args.d_model}-l{args.layers}-seed{args.seed}"
-           f"-n{num_train}"
+    tag = (f"continuous{_layout(args)}+rl{frozen}-s{args.steps}-b{args.batch_size}-d{args.d_model}-l{args.layers}"
+           f"-seed{args.seed}-n{num_train}"
            f"-rl{args.rl_steps}x{args.rl_batch}-lr{args.rl_lr:g}-p{args.rl_penalty:g}-kl{args.rl_kl_weight:g}")
     path = args.out / f"{tag}.eqx"
     start_net = FrozenSkeleton(net, net) if args.rl_frozen_skeleton else net

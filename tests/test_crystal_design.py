@@ -39,7 +39,7 @@ def test_cloze_chains_over_a_double_perovskite_template_reach_the_exact_element_
     # the skeleton view is the full model's exact skeleton marginal
     full = np.zeros((len(xs), ENCODER.num_positions))
     full[:, : ENCODER.coordinate_start] = xs
-    full[:, ENCODER.lattice_start :] = [1.0, 1.0, 1.0, 90.0, 90.0, 90.0]
+    full[:, ENCODER.lattice_start :] = [1.0, 1.0, 90.0, 90.0, 90.0, 1.0]
     np.testing.assert_allclose(encoder_skeleton_log_prob(net, full), log_p, atol=1e-4)
 
     algorithm = arjax.mcmc.cloze(view.log_prob, view, positions=holes, mode="mh")
@@ -67,7 +67,7 @@ def test_completed_geometry_keeps_the_skeleton_and_is_an_exact_conditional_sampl
                                                                            ("e", "O")]  # fmt: skip
     # Rosenblatt: the conditional CDFs of the free slots (24e's x, the cubic a) are uniform for exact samples.
     u = np.asarray(arjax.Autoregressive(net, allowed=ENCODER.allowed).conditional_cdfs(jnp.asarray(x, jnp.float32)))
-    free = [ENCODER.coordinate_start + 9, ENCODER.lattice_start]
+    free = [ENCODER.coordinate_start + 9, ENCODER.scale_position]
     for i in free:
         assert stats.kstest(u[:, i], "uniform").pvalue > 1e-3
     assert len(set(np.round(x[:, free[0]], 6))) > 390  # a continuous coordinate

@@ -53,7 +53,7 @@ def test_sequence_layout_of_rocksalt_holds_group_sites_end_and_one_free_length()
     names = [enc.vocabulary[int(v)] for v in x[: enc.coordinate_start]]
     assert names == ["sg:225", "w:a", "el:Na", "w:b", "el:Cl", "X", "<pad>"]
     assert x[enc.coordinate_start : enc.lattice_start].tolist() == [0.0] * 9
-    assert x[enc.lattice_start :].tolist() == [5.64, 1.0, 1.0, 90.0, 90.0, 90.0]
+    assert x[enc.lattice_start :].tolist() == [1.0, 1.0, 90.0, 90.0, 90.0, 5.64]  # b/a, c/a, angles, a
     assert enc.decode(x).to_string() == "225-a-Na-b-Cl-X-5.64"
 
 
@@ -183,15 +183,15 @@ def _quadrature(enc, skeleton):
             slots.append(enc.coordinate_start + 3 * s + k)
             nodes.append(np.arange(16) / 16)
             weights.append(np.full(16, 1 / 16))
-    for j, name in enumerate(("a", "b", "c")):
+    for j, name in ((0, "b"), (1, "c"), (5, "a")):
         if name in ac.lattice_parameter_names(g):
-            u = np.linspace(-8, 8, 21)  # ln(length): the log-normal mixture is a Gaussian mixture of it
+            u = np.linspace(-8, 8, 21)  # ln(b/a), ln(c/a), ln(a): the log-normal mixture is a Gaussian mixture of it
             slots.append(enc.lattice_start + j)
             nodes.append(np.exp(u))
             weights.append(np.full(u.size, u[1] - u[0]) * np.exp(u))
     x = np.zeros((1, enc.num_positions))
     x[:, : enc.coordinate_start] = skeleton
-    x[:, enc.lattice_start :] = [1.0, 1.0, 1.0, 90.0, 90.0, 90.0]
+    x[:, enc.lattice_start :] = [1.0, 1.0, 90.0, 90.0, 90.0, 1.0]
     grid = np.stack(np.meshgrid(*nodes, indexing="ij"), -1).reshape(-1, len(slots))
     w = np.prod(np.stack(np.meshgrid(*weights, indexing="ij"), -1).reshape(-1, len(slots)), -1)
     x = np.repeat(x, len(grid), axis=0)
@@ -244,7 +244,7 @@ def test_log_prob_is_minus_infinity_outside_the_grammar():
         "a fixed letter repeats": (3, enc.letter_start),
         "over the atom cap (1 + 12 atoms of 221h)": (3, enc.letter_start + 7),
         "a coordinate on an inactive slot": (enc.coordinate_start, 0.5),
-        "lattice b of a cubic cell": (enc.lattice_start + 1, 3.0),
+        "lattice b of a cubic cell": (enc.lattice_start, 3.0),
         "an element after the end": (6, enc.element_start),
         "elements out of order on one letter": None,
     }

@@ -45,7 +45,7 @@ def test_overlap_penalty_of_a_pair_is_the_hand_computed_one_and_pushes_it_apart(
     cl_x = enc.coordinate_start + 3
     assert float(grad[cl_x]) == pytest.approx(-0.35 * 5.0, rel=1e-4)  # moving Cl along +x lowers it
     assert float(overlap_penalty(enc, x.at[cl_x].set(0.5))) == 0.0
-    assert float(grad[enc.lattice_start]) == pytest.approx(-0.35 * 0.05, rel=1e-4)  # so does a longer a
+    assert float(grad[enc.scale_position]) == pytest.approx(-0.35 * 0.05, rel=1e-4)  # so does a larger cell
 
 
 def test_overlap_penalty_is_positive_exactly_for_crystals_closer_than_the_separation():

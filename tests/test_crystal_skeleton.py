@@ -31,7 +31,7 @@ def test_mixed_model_skeleton_probabilities_sum_to_one_over_all_skeletons():
         prefixes = grown
     x = np.zeros((len(prefixes), enc.num_positions))
     x[:, : enc.coordinate_start] = prefixes
-    x[:, enc.lattice_start :] = [1.0, 1.0, 1.0, 90.0, 90.0, 90.0]
+    x[:, enc.lattice_start :] = [1.0, 1.0, 90.0, 90.0, 90.0, 1.0]
     assert np.exp(logsumexp(encoder_skeleton_log_prob(net, x))) == pytest.approx(1.0, abs=1e-4)
 
 

@@ -321,7 +321,7 @@ def sample_valid(
 
 
 def _padded(encoder, tokens: Int[Array, " M"]) -> Float[Array, " N"]:
-    off = jnp.asarray([1.0, 1.0, 1.0, 90.0, 90.0, 90.0])
+    off = jnp.asarray([1.0, 1.0, 90.0, 90.0, 90.0, 1.0])
     dtype = jnp.result_type(float)
     geometry = jnp.concatenate([jnp.zeros(encoder.lattice_start - encoder.coordinate_start), off]).astype(dtype)
     return jnp.concatenate([tokens.astype(dtype), geometry])

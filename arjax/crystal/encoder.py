@@ -8,9 +8,13 @@ A crystal with at most ``S = max_sites`` sites is a float sequence of ``N = 5S +
 * ``1 + 2S + 3s + k``, ``k < 3``: the ``k``-th *truly free* coordinate of site ``s`` (a fraction on
   the circle, ``VonMisesMixture``), in the order of ``free_coordinates``; a letter such as
   ``x, x, z`` has two, so its third slot is off (a point mass at 0), and ``x, x, x`` has one;
-* ``1 + 5S + j``: the lattice parameters ``a, b, c`` (Å, ``LogNormalMixture``: positive) and
-  ``alpha, beta, gamma`` (degrees, ``LogitNormalMixture`` on ``(0, 180)``); the ones the crystal
-  system fixes (``b = c = a`` and right angles of a cubic cell, …) are off.
+* ``1 + 5S + j``, ``j < 6``: the lattice as ``b/a, c/a`` (``LogNormalMixture``: positive),
+  ``alpha, beta, gamma`` (degrees, ``LogitNormalMixture`` on ``(0, 180)``) and last the scale
+  ``a`` (Å); the ones the crystal system fixes (``b = c = a`` and right angles of a cubic cell, …)
+  are off. With everything else drawn, every distance in the cell is proportional to ``a``, so
+  "no two atoms closer than ``min_separation``, volume at least ``min_volume``" is exactly
+  ``a ≥ a_min(prefix)``: with ``min_separation`` set, ``a`` is a ``TruncatedLogNormalMixture`` cut
+  at that bound and every crystal the model draws is structurally valid.
 
 Tokens share one vocabulary ``PAD, END, groups, letters, elements``; they are stored as exact
 integers in the float array. Every continuous slot is ``Gated``: the crystal net turns it on from
@@ -26,7 +30,7 @@ import numpy as np
 from jaxtyping import Float
 
 from arjax.crystal.errors import CrystalError
-from arjax.crystal.families import Gated, LogitNormalMixture
+from arjax.crystal.families import Gated, LogitNormalMixture, TruncatedLogNormalMixture
 from arjax.crystal.notation import ELEMENTS, Crystal, Site, check_vocabulary, full_lattice, parse_crystal
 from arjax.crystal.wyckoff import (
     LETTERS,
@@ -38,11 +42,11 @@ from arjax.crystal.wyckoff import (
 )
 from arjax.families import Categorical, LogNormalMixture, VonMisesMixture
 
-__all__ = ["CrystalEncoder", "PAD", "END", "LATTICE_NAMES"]
+__all__ = ["CrystalEncoder", "PAD", "END", "LATTICE_SLOTS"]
 
 PAD, END = 0, 1
-LATTICE_NAMES = ("a", "b", "c", "alpha", "beta", "gamma")
-_LENGTH_OFF, _ANGLE_OFF = 1.0, 90.0
+LATTICE_SLOTS = ("b/a", "c/a", "alpha", "beta", "gamma", "a")
+_OFF = (1.0, 1.0, 90.0, 90.0, 90.0, None)
 
 
 class CrystalEncoder:
@@ -56,11 +60,15 @@ class CrystalEncoder:
         coordinate_components: von Mises components per free coordinate.
         coordinate_frequencies: Fourier frequencies of a coordinate entering the net.
         lattice_components: mixture components per lattice parameter.
+        min_separation: closest distance (Å) two distinct atoms may have; with it the scale ``a``
+            is cut below at the smallest value that keeps every pair that far apart and the
+            volume at least ``min_volume`` (``None``: no cut).
+        min_volume: smallest cell volume (Å³) with ``min_separation`` set.
 
     Example:
         >>> enc = CrystalEncoder(space_groups=[221, 225], elements=["Na", "Cl"], max_sites=3, max_atoms=8)
         >>> x = enc.encode("225-a-Na-b-Cl-X-5.64")
-        >>> enc.num_positions, x[:8].tolist(), float(x[enc.lattice_start])
+        >>> enc.num_positions, x[:8].tolist(), float(x[enc.scale_position])
         (22, [3.0, 4.0, 18.0, 5.0, 19.0, 1.0, 0.0, 0.0], 5.64)
         >>> enc.decode(x).to_string()
         '225-a-Na-b-Cl-X-5.64'
@@ -76,6 +84,8 @@ class CrystalEncoder:
         coordinate_components: int = 16,
         coordinate_frequencies: int = 5,
         lattice_components: int = 4,
+        min_separation: float | None = None,
+        min_volume: float = 0.1,
     ):
         groups, elements = check_vocabulary(space_groups, elements)
         for name, value in (
@@ -89,6 +99,11 @@ class CrystalEncoder:
         cap = max_sites * 192 if max_atoms is None else max_atoms
         if not isinstance(cap, int) or isinstance(cap, bool) or cap < 1:
             raise ValueError(f"max_atoms must be a positive int or None, got {max_atoms!r}")
+        for name, value in (("min_separation", min_separation), ("min_volume", min_volume)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not 0 < value < float("inf")):  # fmt: skip
+                raise ValueError(f"{name} must be a finite number > 0{' or None' * (name == 'min_separation')}, "
+                                 f"got {value!r}")  # fmt: skip
         blocked = [g for g in groups if min(multiplicities(g)) > cap]
         if blocked:
             raise ValueError(f"max_atoms={max_atoms} is below the smallest multiplicity of space groups {blocked}")
@@ -100,6 +115,8 @@ class CrystalEncoder:
         self.coordinate_components = coordinate_components
         self.coordinate_frequencies = coordinate_frequencies
         self.lattice_components = lattice_components
+        self.min_separation = None if min_separation is None else float(min_separation)
+        self.min_volume = float(min_volume)
         self.num_letters = max(len(wyckoff_letters(g)) for g in groups)
         self.group_start = 2
         self.letter_start = self.group_start + len(groups)
@@ -107,6 +124,7 @@ class CrystalEncoder:
         self.num_categories = self.element_start + len(self.elements)
         self.coordinate_start = 1 + 2 * max_sites
         self.lattice_start = 1 + 5 * max_sites
+        self.scale_position = self.lattice_start + 5
         self.num_positions = self.lattice_start + 6
 
     @classmethod
@@ -138,6 +156,8 @@ class CrystalEncoder:
             self.coordinate_components,
             self.coordinate_frequencies,
             self.lattice_components,
+            self.min_separation,
+            self.min_volume,
         )
 
     def __eq__(self, other) -> bool:
@@ -149,24 +169,29 @@ class CrystalEncoder:
     def __repr__(self) -> str:
         return (
             f"CrystalEncoder({len(self.space_groups)} groups, {len(self.elements)} elements, "
-            f"max_sites={self.max_sites}, max_atoms={self.max_atoms}, num_positions={self.num_positions}, "
+            f"max_sites={self.max_sites}, max_atoms={self.max_atoms}, min_separation={self.min_separation}, "
+            f"num_positions={self.num_positions}, "
             f"num_categories={self.num_categories})"
         )
 
     # ---------------------------------------------------------------------------------- layout
     @functools.cached_property
     def families(self) -> tuple:
-        """One family per position: ``Categorical(K)`` for tokens, ``Gated`` mixtures for the geometry."""
+        """One family per position: ``Categorical(K)`` for tokens, ``Gated`` mixtures for the geometry, and for
+        the scale ``a`` a ``TruncatedLogNormalMixture`` when ``min_separation`` is set."""
+        m = self.lattice_components
         token = Categorical(self.num_categories)
         circle = VonMisesMixture(self.coordinate_components, num_frequencies=self.coordinate_frequencies)
         coordinate = Gated(circle, 0.0)
-        length = Gated(LogNormalMixture(self.lattice_components), _LENGTH_OFF)
-        angle = Gated(LogitNormalMixture(self.lattice_components, low=0.0, high=180.0), _ANGLE_OFF)
+        ratio = Gated(LogNormalMixture(m), 1.0)
+        angle = Gated(LogitNormalMixture(m, low=0.0, high=180.0), 90.0)
+        scale = Gated(LogNormalMixture(m), 1.0) if self.min_separation is None else TruncatedLogNormalMixture(m)
         return (
             (token,) * (1 + 2 * self.max_sites)
             + (coordinate,) * (3 * self.max_sites)
-            + (length,) * 3
+            + (ratio,) * 2
             + (angle,) * 3
+            + (scale,)
         )
 
     @property
@@ -196,8 +221,8 @@ class CrystalEncoder:
 
     @functools.cached_property
     def tables(self) -> dict[str, np.ndarray]:
-        """Per vocabulary group (rows) and letter (columns): ``mult``, ``valid``, ``free`` counts; ``lattice``: the
-        slots ``a, b, c, alpha, beta, gamma`` the crystal system leaves free."""
+        """Per vocabulary group (rows) and letter (columns): ``mult``, ``valid``, ``free`` counts; ``lattice``: which
+        of the slots ``LATTICE_SLOTS`` the crystal system leaves free."""
         shape = (len(self.space_groups), self.num_letters)
         mult, valid, free = np.zeros(shape, np.int32), np.zeros(shape, bool), np.zeros(shape, np.int32)
         lattice = np.zeros((len(self.space_groups), 6), bool)
@@ -206,7 +231,8 @@ class CrystalEncoder:
             mult[j, : len(m)] = m
             valid[j, : len(m)] = True
             free[j, : len(m)] = num_free_coordinates(g)
-            lattice[j] = [name in lattice_parameter_names(g) for name in LATTICE_NAMES]
+            names = lattice_parameter_names(g)
+            lattice[j] = [slot.split("/")[0] in names for slot in LATTICE_SLOTS]
         return {"mult": mult, "valid": valid, "free": free, "lattice": lattice}
 
     @property
@@ -270,8 +296,8 @@ class CrystalEncoder:
         if len(sites) < self.max_sites:
             x[1 + 2 * len(sites)] = END
         on = self.tables["lattice"][self.space_groups.index(g)]
-        off = np.array([_LENGTH_OFF] * 3 + [_ANGLE_OFF] * 3)
-        x[self.lattice_start :] = np.where(on, np.asarray(crystal.lattice, float), off)
+        values = [b / a, c / a, alpha, beta, gamma, a]
+        x[self.lattice_start :] = [v if free else off for v, free, off in zip(values, on, _OFF)]
         return x
 
     def encode_batch(self, crystals, names: Sequence[str] | None = None) -> Float[np.ndarray, "M N"]:
@@ -347,16 +373,18 @@ class CrystalEncoder:
             last, last_element, atoms = w, e, atoms + mult[w]
         lattice = x[self.lattice_start :]
         on = self.tables["lattice"][j]
-        free_values = []
-        for k, name in enumerate(LATTICE_NAMES):
+        given = {}
+        for k, name in enumerate(LATTICE_SLOTS):
             value = lattice[k]
             if not on[k]:
-                if value != (_LENGTH_OFF if k < 3 else _ANGLE_OFF):
+                if value != _OFF[k]:
                     raise ValueError(f"position {self.lattice_start + k}: lattice parameter {name} is fixed by the "
                                      f"crystal system of space group {g}, got {value:g}")  # fmt: skip
                 continue
-            if not (value > 0 and (k < 3 or value < 180)):
+            if not (value > 0 and (name not in ("alpha", "beta", "gamma") or value < 180)):
                 raise ValueError(f"position {self.lattice_start + k}: lattice parameter {name} = {value:g} "
                                  "is out of range")
-            free_values.append(float(value))
-        return Crystal(g, tuple(sites), full_lattice(g, free_values))
+            given[name] = float(value)
+        a = given["a"]
+        given.update({length: a * given[f"{length}/a"] for length in "bc" if f"{length}/a" in given})
+        return Crystal(g, tuple(sites), full_lattice(g, [given[name] for name in lattice_parameter_names(g)]))

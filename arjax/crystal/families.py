@@ -7,6 +7,10 @@
   elsewhere, and it adds no dimension to the density.
 * ``LogitNormalMixture(M, low, high)``: values in the open interval ``(low, high)`` (lattice
   angles in degrees), a Gaussian mixture of ``logit((x - low) / (high - low))``.
+* ``TruncatedLogNormalMixture(M)``: a log-normal mixture cut below a bound that a leading raw
+  parameter gives (``ln`` of the bound). The crystal net sets it from the prefix to the smallest
+  lattice scale at which no two atoms are too close, so the model draws only valid cells, the
+  way a token mask allows only valid tokens, and stays exactly normalised.
 """
 
 import dataclasses
@@ -16,14 +20,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
-from jax.scipy.special import ndtr
+from jax.scipy.special import log_ndtr, ndtr, ndtri
 from jaxtyping import Array, Float
 from numpyro.distributions import constraints
-from numpyro.distributions.transforms import AffineTransform, SigmoidTransform
+from numpyro.distributions.transforms import AffineTransform, ExpTransform, SigmoidTransform
 
-from arjax.families import Family, GaussianMixture
+from arjax.families import Family, GaussianMixture, LogNormalMixture
+from arjax.families.base import midpoint_uniform, pick_component
 
-__all__ = ["Gated", "LogitNormalMixture"]
+__all__ = ["Gated", "LogitNormalMixture", "TruncatedLogNormalMixture"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,3 +204,101 @@ class LogitNormalMixture(Family):
 
     def feasible_value(self) -> float:
         return 0.5 * (self.low + self.high)
+
+
+@dataclasses.dataclass(frozen=True)
+class TruncatedLogNormalMixture(Family):
+    r"""``p(x) = Σ_k w_k LogNormal(x; μ_k, σ_k²) 1[x ≥ L] / Z`` with ``Z = Σ_k w_k P_k(X ≥ L)``.
+
+    Raw parameters ``[ln L, θ…]`` with ``θ`` as ``LogNormalMixture(components)``'s: the first is
+    the log of the lower bound (``-inf`` or a very negative number: no bound). The normaliser is
+    closed-form (normal tail functions of ``ln L``), so the density is exact; ``sample`` picks a
+    component with the truncated weights ``w_k P_k(X ≥ L) / Z`` and inverts that component's
+    truncated CDF, so it draws exactly from ``p`` (a bound so far in a component's tail that the
+    tail underflows returns ``L`` itself). A value enters a net as ``ln x``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> family = TruncatedLogNormalMixture(1)
+        >>> params = jnp.array([0.0, 0.0, 0.0, 0.5413])      # L = 1 = the median of LogNormal(0, 1)
+        >>> float(family.log_prob(params, jnp.float32(0.9)))
+        -inf
+        >>> round(float(family.cdf(params, jnp.float32(jnp.e))), 4)   # (Φ(1) - ½) / ½
+        0.6827
+        >>> float(family.sample(params, jnp.array([0.3, 0.999]))) >= 1.0
+        True
+    """
+
+    components: int = 1
+    scale_floor: float = 1e-3
+    name = "TruncatedLogNormalMixture"
+
+    def __post_init__(self):
+        object.__setattr__(self, "components", self._base.components)
+
+    @property
+    def _base(self) -> LogNormalMixture:
+        return LogNormalMixture(self.components, self.scale_floor)
+
+    @property
+    def num_params(self) -> int:
+        return 1 + self._base.num_params
+
+    @property
+    def num_features(self) -> int:
+        return 1
+
+    @property
+    def num_uniforms(self) -> int:
+        return 2
+
+    @property
+    def support(self) -> constraints.Constraint:
+        return constraints.positive
+
+    def _truncated(self, params: Float[Array, " P"]):
+        log_lower = params[0]
+        log_w, loc, scale = self._base.unpack(params[1:])
+        log_tail = log_ndtr((loc - log_lower) / scale)  # ln P_k(X >= L)
+        return log_lower, log_w, loc, scale, log_tail, jax.nn.logsumexp(log_w + log_tail)
+
+    def log_prob(self, params: Float[Array, " P"], value: Float[Array, ""]) -> Float[Array, ""]:
+        log_lower, *_, log_z = self._truncated(params)
+        positive = value > 0
+        inside = positive & (jnp.log(jnp.where(positive, value, 1.0)) >= log_lower)
+        return jnp.where(inside, self._base.log_prob(params[1:], value) - log_z, -jnp.inf)
+
+    def draw(self, params: Float[Array, " P"], u: Float[Array, " 2"]) -> Float[Array, ""]:
+        log_lower, log_w, loc, scale, log_tail, _ = self._truncated(params)
+        k = pick_component(log_w + log_tail, u[0])
+        upper = (1 - midpoint_uniform(u[1])) * jnp.exp(log_tail[k])  # P_k(X > x) of the drawn x
+        log_x = loc[k] - scale[k] * ndtri(upper)
+        log_x = jnp.where(jnp.isfinite(log_x), jnp.maximum(log_x, log_lower), log_lower)
+        return jnp.exp(log_x)
+
+    def cdf(self, params: Float[Array, " P"], value: Float[Array, ""]) -> Float[Array, ""]:
+        log_lower, log_w, loc, scale, _, log_z = self._truncated(params)
+        positive = value > 0
+        log_x = jnp.maximum(jnp.log(jnp.where(positive, value, 1.0)), log_lower)
+        survival = jnp.exp(jax.nn.logsumexp(log_w + log_ndtr((loc - log_x) / scale)) - log_z)
+        below = ~positive | (jnp.log(jnp.where(positive, value, 1.0)) < log_lower)
+        return jnp.where(below, 0.0, jnp.clip(1 - survival, 0.0, 1.0))
+
+    def features(self, value: Float[Array, ""]) -> Float[Array, " 1"]:
+        return self._base.features(value)
+
+    def to_numpyro(self, params: Float[Array, "... P"]) -> dist.MixtureSameFamily:
+        """A mixture of ``exp`` of truncated normals, weighted by their retained mass."""
+        log_lower = params[..., :1]
+        log_w, loc, scale = self._base.unpack(params[..., 1:])
+        log_tail = log_ndtr((loc - log_lower) / scale)
+        truncated = dist.TruncatedNormal(loc, scale, low=jnp.broadcast_to(log_lower, loc.shape))
+        return dist.MixtureSameFamily(
+            dist.Categorical(logits=log_w + log_tail), dist.TransformedDistribution(truncated, ExpTransform())
+        )
+
+    def init_bias(self) -> np.ndarray:
+        return np.concatenate([[-30.0], self._base.init_bias()])
+
+    def feasible_value(self) -> float:
+        return 1.0

@@ -11,6 +11,9 @@ geometry is needed inside ``jit`` and differentiable in the coordinates and latt
   ``to_structure``'s — except that images a special value makes coincide are kept, not merged;
 * ``lattice_vectors(encoder, x)``: the cell vectors (rows) with the crystal system's fixed
   parameters filled in, as ``lattice_matrix``;
+* ``minimum_scale(encoder, x)``: the smallest scale ``a`` at which the crystal's other values
+  keep every pair of distinct atoms ``min_separation`` apart and the cell ``min_volume`` large —
+  the bound below which ``CrystalTransformer`` cuts the scale's density;
 * ``overlap_penalty(encoder, x)``: ``½ Σ (r₀ - d)₊²`` over pairs of distinct atoms (periodic images
   in the 27 neighbouring cells) closer than ``r₀ = min_separation + margin``, in Å²: zero for a
   crystal whose atoms are all that far apart, and its gradient pushes close atoms apart.
@@ -33,8 +36,9 @@ from arjax.crystal.wyckoff import (
     representatives,
 )
 
-__all__ = ["atom_positions", "lattice_vectors", "overlap_penalty"]
+__all__ = ["atom_positions", "lattice_vectors", "minimum_scale", "overlap_penalty"]
 
+_TOWARD = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], np.float64)
 _SHIFTS = np.array([[i, j, k] for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)], np.float64)
 
 
@@ -50,8 +54,13 @@ def atom_positions(encoder: CrystalEncoder, x: Float[Array, " N"]) -> tuple[Floa
         >>> int(present.sum()), frac[4].tolist()                # 4a then 4b: (1/2, 1/2, 1/2) opens 4b
         (8, [0.5, 0.5, 0.5])
     """
+    frac, present, _ = _atoms(encoder, jnp.asarray(x))
+    return frac, present
+
+
+def _atoms(encoder: CrystalEncoder, x: Float[Array, " N"]):
+    """``atom_positions`` and the site each atom belongs to."""
     tables = _orbit_tables(encoder)
-    x = jnp.asarray(x)
     group = jnp.asarray(x[0], jnp.int32) - encoder.group_start
     letter_tokens = x[encoder.letter_positions]
     is_site = letter_tokens >= encoder.letter_start
@@ -67,7 +76,7 @@ def atom_positions(encoder: CrystalEncoder, x: Float[Array, " N"]) -> tuple[Floa
     offset = jnp.asarray(tables["offset"], x.dtype)[group, letters[site], image]
     frac = jnp.einsum("aij,aj->ai", linear, coordinates[site]) + offset
     frac = frac - jax.lax.stop_gradient(jnp.floor(frac))
-    return jnp.where(present[:, None], frac, 0.0), present
+    return jnp.where(present[:, None], frac, 0.0), present, site
 
 
 def lattice_vectors(encoder: CrystalEncoder, x: Float[Array, " N"]) -> Float[Array, "3 3"]:
@@ -84,11 +93,11 @@ def lattice_vectors(encoder: CrystalEncoder, x: Float[Array, " N"]) -> Float[Arr
     group = jnp.asarray(x[0], jnp.int32) - encoder.group_start
     free = jnp.asarray(encoder.tables["lattice"])[group]
     values = x[encoder.lattice_start : encoder.lattice_start + 6]
-    a = values[0]
-    b = jnp.where(free[1], values[1], a)
-    c = jnp.where(free[2], values[2], a)
-    gamma_degrees = jnp.where(jnp.asarray(tables["hexagonal"])[group], 120.0, values[5])
-    alpha, beta, gamma = jnp.radians(values[3]), jnp.radians(values[4]), jnp.radians(gamma_degrees)
+    a = values[5]
+    b = a * jnp.where(free[0], values[0], 1.0)
+    c = a * jnp.where(free[1], values[1], 1.0)
+    gamma_degrees = jnp.where(jnp.asarray(tables["hexagonal"])[group], 120.0, values[4])
+    alpha, beta, gamma = jnp.radians(values[2]), jnp.radians(values[3]), jnp.radians(gamma_degrees)
     zero = jnp.zeros_like(a)
     cy = c * (jnp.cos(alpha) - jnp.cos(beta) * jnp.cos(gamma)) / jnp.sin(gamma)
     cx = c * jnp.cos(beta)
@@ -98,6 +107,49 @@ def lattice_vectors(encoder: CrystalEncoder, x: Float[Array, " N"]) -> Float[Arr
         jnp.stack([b * jnp.cos(gamma), b * jnp.sin(gamma), zero]),
         jnp.stack([cx, cy, cz]),
     ])  # fmt: skip
+
+
+def minimum_scale(
+    encoder: CrystalEncoder, x: Float[Array, " N"], *, min_separation: float = 0.5, min_volume: float = 0.1
+) -> Float[Array, ""]:
+    r"""The smallest scale ``a`` (Å) at which the crystal of ``x`` is structurally valid, its other values kept.
+
+    Every distance of the cell is ``a`` times its distance at ``a = 1`` and the volume ``a³`` times
+    its unit volume, so the crystal with scale ``a`` has all distinct atoms ``min_separation`` apart
+    and volume ≥ ``min_volume`` exactly when ``a ≥ max(min_separation / d₁, (min_volume / V₁)^⅓)``.
+    ``d₁`` is the closest pair of distinct atoms at ``a = 1``. The symmetry operations are
+    isometries of the cell, so every pair is the image of a pair from some site's representative
+    atom: only those ``max_sites × max_atoms`` pairs are measured, each at the images one cell over
+    toward it along every axis (8 shifts; on all 13,515 encodable crystals of the shipped corpus
+    the same closest distances as all pairs over the 27 neighbouring cells). Images of one site
+    closer than ``to_structure``'s merge tolerance (``1e-4`` in every fractional coordinate) are
+    one atom, as there. Reads every position but the scale itself; differentiable.
+
+    Example:
+        >>> enc = CrystalEncoder(space_groups=[221], elements=["Na", "Cl"], max_sites=2)
+        >>> round(float(minimum_scale(enc, jnp.asarray(enc.encode("221-a-Na-b-Cl-X-2.8")))), 4)  # √3/2 a apart
+        0.5774
+    """
+    x = jnp.asarray(x).at[encoder.scale_position].set(1.0)
+    frac, present, site = _atoms(encoder, x)
+    cell = lattice_vectors(encoder, x)
+    sites = jnp.arange(encoder.max_sites)
+    first = jnp.searchsorted(site, sites)
+    occupied = present[first] & (site[first] == sites)
+    diff = frac[first][:, None, :] - frac[None, :, :]
+    diff = diff - jax.lax.stop_gradient(jnp.round(diff))
+    merged = (sites[:, None] == site[None, :]) & jnp.all(jnp.abs(diff) < 1e-4, axis=-1)
+    distinct = occupied[:, None] & present[None, :] & ~merged
+    toward = jax.lax.stop_gradient(jnp.sign(diff))
+    squared = jnp.full(distinct.shape, jnp.inf, frac.dtype)
+    for shift in _TOWARD:
+        moved = diff - toward * shift
+        vector = moved[..., 0, None] * cell[0] + moved[..., 1, None] * cell[1] + moved[..., 2, None] * cell[2]
+        squared = jnp.minimum(squared, jnp.sum(vector * vector, axis=-1))
+    tiny = jnp.finfo(frac.dtype).tiny
+    closest = jnp.sqrt(jnp.maximum(jnp.min(jnp.where(distinct, squared, jnp.inf)), tiny))
+    volume = jnp.abs(jnp.linalg.det(cell))
+    return jnp.maximum(min_separation / closest, jnp.cbrt(min_volume / jnp.maximum(volume, tiny)))
 
 
 def overlap_penalty(

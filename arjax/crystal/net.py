@@ -5,9 +5,12 @@ parameters; this net then sets what the prefix decides exactly, not by learning:
 
 * the gate of every continuous slot: a coordinate slot is on when its site holds a letter with
   that many free coordinates, a lattice slot when the crystal system leaves that parameter free;
-* the scale of the lattice lengths: the log-normal locations are shifted by ``ln(N_atoms) / 3``,
-  so the net models ``length / N_atoms^(1/3)`` (CrystalFormer's normalisation) while the sequence
-  holds lengths in Å, and the density stays exact.
+* the size of the cell: the log-normal locations of the scale ``a`` are shifted by
+  ``ln(N_atoms) / 3``, so the net models ``a / N_atoms^(1/3)`` (CrystalFormer's normalisation)
+  while the sequence holds ``a`` in Å, and the density stays exact;
+* with the encoder's ``min_separation`` set, the lower bound of the scale ``a``: the smallest value
+  at which the drawn atoms and cell shape are structurally valid (``geometry.minimum_scale``), so
+  every crystal the model gives density to is valid.
 """
 
 from typing import NamedTuple
@@ -15,11 +18,11 @@ from typing import NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from arjax.crystal.encoder import CrystalEncoder
 from arjax.crystal.encoder_grammar import group_index, site_letters
+from arjax.crystal.geometry import minimum_scale
 from arjax.nn.transformer import KVCache, Transformer
 
 __all__ = ["CrystalCache", "CrystalTransformer"]
@@ -30,11 +33,11 @@ class CrystalCache(NamedTuple):
 
     Attributes:
         transformer: the Transformer's key/value cache.
-        tokens: the group and letter tokens seen so far at their positions (``[N]``, zeros elsewhere).
+        prefix: the values seen so far at their positions (``[N]``, zeros after them).
     """
 
     transformer: KVCache
-    tokens: Float[Array, " N"]
+    prefix: Float[Array, " N"]
 
 
 class CrystalTransformer(eqx.Module):
@@ -107,23 +110,23 @@ class CrystalTransformer(eqx.Module):
         params, transformer_cache = self.transformer.decode_step(cache.transformer, i, token)
         i = jnp.asarray(i, jnp.int32)
         previous = jnp.maximum(i - 1, 0)
-        keep = (i > 0) & jnp.asarray(_is_control_position(self.encoder))[previous]
-        tokens = cache.tokens.at[previous].set(jnp.where(keep, jnp.asarray(token, cache.tokens.dtype),
-                                                         cache.tokens[previous]))  # fmt: skip
-        rows = _set_by_prefix(self.encoder, jnp.broadcast_to(params, (self.num_positions,) + params.shape), tokens)
-        return jax.lax.dynamic_index_in_dim(rows, i, keepdims=False), CrystalCache(transformer_cache, tokens)
+        value = jnp.where(i > 0, jnp.asarray(token, cache.prefix.dtype), cache.prefix[previous])
+        prefix = cache.prefix.at[previous].set(value)
+        rows = _set_by_prefix(self.encoder, jnp.broadcast_to(params, (self.num_positions,) + params.shape), prefix,
+                              bound=False)  # fmt: skip
+        row = jax.lax.dynamic_index_in_dim(rows, i, keepdims=False)
+        if self.encoder.min_separation is not None:
+            scale = self.encoder.scale_position
+            log_lower = jax.lax.cond(i == scale, lambda: _log_lower(self.encoder, prefix).astype(row.dtype),
+                                     lambda: row[0])  # fmt: skip
+            row = row.at[0].set(log_lower)
+        return row, CrystalCache(transformer_cache, prefix)
 
 
-def _is_control_position(encoder: CrystalEncoder) -> np.ndarray:
-    """The positions whose values the prefix rules read: the group and the letters."""
-    mask = np.zeros(encoder.num_positions, bool)
-    mask[0] = True
-    mask[encoder.letter_positions] = True
-    return mask
-
-
-def _set_by_prefix(encoder: CrystalEncoder, params: Float[Array, "N P"], x: Float[Array, " N"]) -> Float[Array, "N P"]:
-    """Gates of the continuous slots and the length scale, from the group and the letters of ``x``."""
+def _set_by_prefix(
+    encoder: CrystalEncoder, params: Float[Array, "N P"], x: Float[Array, " N"], *, bound: bool = True
+) -> Float[Array, "N P"]:
+    """Gates of the continuous slots, the scale's shift and (``bound``, with ``min_separation``) its lower bound."""
     t = encoder.tables
     g = group_index(encoder, x)
     letters, is_letter = site_letters(encoder, x)
@@ -133,10 +136,17 @@ def _set_by_prefix(encoder: CrystalEncoder, params: Float[Array, "N P"], x: Floa
     lattice_on = jnp.asarray(t["lattice"])[g]
     on = jnp.concatenate([coordinate_on, lattice_on])
     gates = jnp.where(on, 1.0, -1.0).astype(params.dtype)
-    start = encoder.coordinate_start
-    params = params.at[start:, 0].set(gates)
+    params = params.at[encoder.coordinate_start :, 0].set(gates)
     atoms = jnp.sum(jnp.where(is_letter, jnp.asarray(t["mult"])[g, letters], 0))
     shift = jnp.log(jnp.maximum(atoms, 1).astype(params.dtype)) / 3
-    m = encoder.lattice_components
-    lengths = slice(encoder.lattice_start, encoder.lattice_start + 3)
-    return params.at[lengths, 1 + m : 1 + 2 * m].add(shift)
+    m, scale = encoder.lattice_components, encoder.scale_position
+    params = params.at[scale, 1 + m : 1 + 2 * m].add(shift)
+    if bound and encoder.min_separation is not None:
+        params = params.at[scale, 0].set(_log_lower(encoder, x).astype(params.dtype))
+    return params
+
+
+def _log_lower(encoder: CrystalEncoder, x: Float[Array, " N"]) -> Float[Array, ""]:
+    """``ln`` of the smallest valid scale ``a`` given every other value of ``x``."""
+    lower = minimum_scale(encoder, x, min_separation=encoder.min_separation, min_volume=encoder.min_volume)
+    return jnp.log(lower)

@@ -1,0 +1,161 @@
+"""Cells valid by construction: the scale ``a`` comes last and is cut below at the smallest value that keeps
+every pair of atoms ``min_separation`` apart, so every drawn crystal is structurally valid and the model stays
+exactly normalised (the cut family, the bound, the model)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import integrate, stats
+
+import arjax
+from arjax.crystal import metrics
+from arjax.crystal.design import structurally_valid_rows
+from arjax.crystal.encoder import CrystalEncoder
+from arjax.crystal.families import TruncatedLogNormalMixture
+from arjax.crystal.geometry import minimum_scale
+from arjax.crystal.net import CrystalTransformer
+from arjax.crystal.structure import to_structure
+
+FAMILY = TruncatedLogNormalMixture(3)
+# No triclinic group: an untrained net draws angle triples that describe no cell, or cells so skewed that the
+# 8 neighbouring images miss the closest one (docs/crystals.md); monoclinic 12 has a free angle.
+VOCABULARY = dict(space_groups=[12, 194, 195, 225], elements=["O", "Na", "Cl"], max_sites=3, max_atoms=24)
+
+
+def _params(key, log_lower):
+    return (1.5 * jax.random.normal(key, (FAMILY.num_params,))).at[0].set(log_lower)
+
+
+def _net(encoder, key=0, scale=3.0):
+    net = CrystalTransformer(encoder, d_model=16, num_heads=2, num_layers=1, key=jax.random.key(key))
+    return jax.tree.map(lambda w: scale * w if isinstance(w, jax.Array) and w.ndim >= 2 else w, net)
+
+
+# --- the family -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("log_lower", [-40.0, -1.0, 0.7, 3.0])
+def test_cut_density_integrates_to_one_and_its_cdf_is_its_integral(log_lower):
+    for key in jax.random.split(jax.random.key(0), 3):
+        params = _params(key, log_lower)
+        u = np.linspace(max(log_lower, -16.0), 16.0, 20001)
+        x = np.exp(u)
+        density = np.exp(np.asarray(jax.vmap(FAMILY.log_prob, (None, 0))(params, jnp.asarray(x)), float))
+        assert integrate.trapezoid(density * x, u) == pytest.approx(1.0, abs=2e-4)
+        cdf = np.asarray(jax.vmap(FAMILY.cdf, (None, 0))(params, jnp.asarray(x[::1000])), float)
+        running = integrate.cumulative_trapezoid(density * x, u, initial=0.0)[::1000]
+        np.testing.assert_allclose(cdf, running, atol=2e-4)
+        below = np.exp(log_lower) * np.array([0.5, 0.999])
+        assert np.all(np.isneginf(np.asarray(jax.vmap(FAMILY.log_prob, (None, 0))(params, jnp.asarray(below)))))
+
+
+def test_cut_samples_follow_the_cdf_stay_above_the_bound_and_agree_with_numpyro():
+    params = _params(jax.random.key(1), 0.8)
+    draws = jax.vmap(FAMILY.sample, (None, 0))(params, jax.random.uniform(jax.random.key(2), (20000, 2)))
+    assert float(draws.min()) >= np.exp(np.float32(0.8))
+    cdf = jax.vmap(FAMILY.cdf, (None, 0))
+    assert stats.kstest(np.asarray(draws), lambda v: np.asarray(cdf(params, v))).pvalue > 1e-3
+    reference = FAMILY.to_numpyro(params)
+    ours = jax.vmap(FAMILY.log_prob, (None, 0))(params, draws[:50])
+    np.testing.assert_allclose(np.asarray(reference.log_prob(draws[:50])), np.asarray(ours), atol=1e-4)
+    theirs = reference.sample(jax.random.key(3), (20000,))
+    assert stats.ks_2samp(np.asarray(draws), np.asarray(theirs)).pvalue > 1e-3
+
+
+def test_a_bound_far_in_every_tail_draws_the_bound_itself():
+    params = jnp.array([8.0, 0.0, 0.0, 0.0, -2.0, -1.0, 0.0, -3.0, -3.0, -3.0])  # L = e^8, σ ≈ 0.05, μ ≤ 0
+    log_density = FAMILY.log_prob(params, jnp.float32(np.exp(8.0) * 1.001))
+    assert np.isfinite(float(log_density))
+    draws = jax.vmap(FAMILY.sample, (None, 0))(params, jax.random.uniform(jax.random.key(4), (64, 2)))
+    assert np.all(np.isfinite(np.asarray(draws))) and float(draws.min()) >= np.float32(np.exp(8.0))
+
+
+def test_reparameterised_cut_samples_give_the_gradient_of_expectations():
+    params = _params(jax.random.key(5), 0.3)
+    u = jax.random.uniform(jax.random.key(6), (200000, 2))
+
+    def monte_carlo(p):
+        return jnp.mean(jnp.log(jax.vmap(FAMILY.sample, (None, 0))(p, u)))
+
+    t = np.linspace(0.0, 1.0, 40001)
+
+    def exact(p):  # E[ln x] by quadrature from the bound up, the nodes moving with it
+        grid = p[0] + (16.0 - p[0]) * t
+        density = jnp.exp(jax.vmap(FAMILY.log_prob, (None, 0))(p, jnp.exp(grid) * (1 + 1e-6)))
+        return jnp.trapezoid(density * jnp.exp(grid) * grid, grid)
+
+    np.testing.assert_allclose(jax.grad(monte_carlo)(params), jax.grad(exact)(params), atol=0.02)
+
+
+# --- the bound ------------------------------------------------------------------------------------
+
+
+def test_minimum_scale_of_hand_made_cells():
+    enc = CrystalEncoder(space_groups=[1, 194, 221], elements=["Na", "Cl"], max_sites=2)
+    rocksalt = enc.encode("221-a-Na-b-Cl-X-2.8")  # CsCl-like: the pair is √3/2 a apart
+    assert float(minimum_scale(enc, jnp.asarray(rocksalt))) == pytest.approx(0.5 / (np.sqrt(3) / 2), rel=1e-5)
+    pair = enc.encode("1-a-Na-0-0-0-a-Cl-0.05-0-0-X-5-6-7-90-90-90")  # 0.05 a apart along a
+    assert float(minimum_scale(enc, jnp.asarray(pair))) == pytest.approx(10.0, rel=1e-5)
+    flat = enc.encode("1-a-Na-0-0-0-X-1-1-0.001-90-90-90")  # one atom; volume 1e-3 a³ sets the bound
+    assert float(minimum_scale(enc, jnp.asarray(flat), min_volume=0.1)) == pytest.approx(100 ** (1 / 3), rel=1e-5)
+    assert float(minimum_scale(enc, jnp.asarray(enc.encode("194-c-Na-X-3.2-5.2")))) == pytest.approx(
+        0.5 / min(1.0, np.hypot(1 / np.sqrt(3), 5.2 / 3.2 / 2)), rel=1e-5)  # fmt: skip
+
+
+def test_minimum_scale_is_where_the_closest_pair_reaches_the_separation():
+    enc = CrystalEncoder(**VOCABULARY)
+    x = np.asarray(arjax.Autoregressive(_net(enc), allowed=enc.allowed).sample(jax.random.key(7), (40,)))
+    lower = np.asarray(jax.vmap(lambda v: minimum_scale(enc, v, min_volume=1e-9))(jnp.asarray(x)), float)
+    for row, a in zip(x, lower):
+        crystal = enc.decode(row)
+        if crystal.num_atoms == 1 or not all(60 < v < 120 for v in crystal.lattice[3:]):
+            continue  # no pair (only the volume bounds the scale), or a cell too skewed for 8 images
+        row = row.astype(np.float64).copy()
+        row[enc.scale_position] = a
+        assert metrics.min_distance(to_structure(enc.decode(row))) == pytest.approx(0.5, rel=1e-4)
+
+
+# --- the model ------------------------------------------------------------------------------------
+
+
+def test_every_drawn_crystal_is_structurally_valid_and_the_uncut_model_is_not():
+    cut = CrystalEncoder(**VOCABULARY, min_separation=0.5)
+    free = CrystalEncoder(**VOCABULARY)
+    x_cut = np.asarray(arjax.Autoregressive(_net(cut), allowed=cut.allowed).sample(jax.random.key(8), (300,)))
+    x_free = np.asarray(arjax.Autoregressive(_net(free), allowed=free.allowed).sample(jax.random.key(8), (300,)))
+    assert structurally_valid_rows(cut, x_cut).all()
+    assert structurally_valid_rows(free, x_free).mean() < 0.9
+    valid = [metrics.structurally_valid(to_structure(cut.decode(row))) for row in x_cut[:100]]
+    assert all(valid)
+
+
+def test_cut_model_caches_like_the_generic_path_and_its_scale_conditional_integrates_to_one():
+    enc = CrystalEncoder(**VOCABULARY, min_separation=0.5)
+    net = _net(enc, scale=1.0)
+    cached, lp_cached = arjax.sample_and_log_prob(net, jax.random.key(9), (32,), allowed=enc.allowed, cached=True)
+    generic, lp_generic = arjax.sample_and_log_prob(net, jax.random.key(9), (32,), allowed=enc.allowed, cached=False)
+    np.testing.assert_allclose(np.asarray(cached), np.asarray(generic), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(lp_cached), np.asarray(lp_generic), atol=1e-3)
+    model = arjax.Autoregressive(net, allowed=enc.allowed)
+    u = np.linspace(-6.0, 6.0, 6001)
+    for row in np.asarray(cached)[:4]:
+        lower = float(minimum_scale(enc, jnp.asarray(row)))
+        grid = np.repeat(row[None], u.size, axis=0)
+        grid[:, enc.scale_position] = np.exp(u)
+        log_p = np.asarray(model.position_log_probs(jnp.asarray(grid))[:, enc.scale_position], float)
+        assert np.all(np.isneginf(log_p[np.exp(u) < lower * (1 - 1e-5)]))
+        inside = np.exp(u) >= lower
+        density = np.where(inside, np.exp(log_p) * np.exp(u), 0.0)
+        head = integrate.quad(lambda v: float(np.exp(model.position_log_probs(jnp.asarray(
+            np.where(np.arange(enc.num_positions) == enc.scale_position, np.exp(v), row)[None]))[0, enc.scale_position])
+            * np.exp(v)), np.log(lower), u[inside][0])[0]  # fmt: skip
+        assert integrate.trapezoid(density[inside], u[inside]) + head == pytest.approx(1.0, abs=2e-3)
+
+
+def test_bad_min_separation_is_refused_by_name():
+    for bad in (0.0, -1.0, float("inf"), "0.5", True):
+        with pytest.raises(ValueError, match="min_separation"):
+            CrystalEncoder(**VOCABULARY, min_separation=bad)
+    with pytest.raises(ValueError, match="min_volume"):
+        CrystalEncoder(**VOCABULARY, min_separation=0.5, min_volume=0.0)
