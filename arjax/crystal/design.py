@@ -321,9 +321,8 @@ def sample_valid(
 
 
 def _padded(encoder, tokens: Int[Array, " M"]) -> Float[Array, " N"]:
-    off = jnp.asarray([1.0, 1.0, 90.0, 90.0, 90.0, 1.0])
     dtype = jnp.result_type(float)
-    geometry = jnp.concatenate([jnp.zeros(encoder.lattice_start - encoder.coordinate_start), off]).astype(dtype)
+    geometry = jnp.asarray([f.feasible_value() for f in encoder.families[encoder.coordinate_start :]], dtype)
     return jnp.concatenate([tokens.astype(dtype), geometry])
 
 

@@ -17,7 +17,7 @@ A crystal with at most ``S = max_sites`` sites is a float sequence of ``N = 5S +
   at that bound and every crystal the model draws is structurally valid.
 
 Tokens share one vocabulary ``PAD, END, groups, letters, elements``; they are stored as exact
-integers in the float array. Every continuous slot is ``Gated``: the crystal net turns it on from
+integers in the float array. Every continuous slot but a cut scale is ``Gated``: the crystal net turns it on from
 the prefix (the group and the site's letter), so the density is over the free coordinates and
 free lattice parameters only. Putting the skeleton first makes its probability
 ``p(group, letters, elements)`` an exact product of the first ``2S + 1`` conditionals.
