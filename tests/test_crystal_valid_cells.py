@@ -1,6 +1,9 @@
-"""Cells valid by construction: the scale ``a`` comes last and is cut below at the smallest value that keeps
-every pair of atoms ``min_separation`` apart, so every drawn crystal is structurally valid and the model stays
-exactly normalised (the cut family, the bound, the model)."""
+"""Cells valid by construction: the angle ``γ`` is drawn on the interval where ``α, β, γ`` close a cell, and the
+scale ``a`` comes last and is cut below at the smallest value that keeps every pair of atoms ``min_separation``
+apart, so every drawn crystal is structurally valid and the model stays exactly normalised (the families, the
+bound, the model)."""
+
+import itertools
 
 import jax
 import jax.numpy as jnp
@@ -12,15 +15,16 @@ import arjax
 from arjax.crystal import metrics
 from arjax.crystal.design import structurally_valid_rows
 from arjax.crystal.encoder import CrystalEncoder
-from arjax.crystal.families import TruncatedLogNormalMixture
-from arjax.crystal.geometry import minimum_scale
+from arjax.crystal.errors import CrystalError
+from arjax.crystal.families import IntervalLogitNormalMixture, TruncatedLogNormalMixture
+from arjax.crystal.geometry import atom_positions, lattice_vectors, minimum_scale, reduced_basis
 from arjax.crystal.net import CrystalTransformer
 from arjax.crystal.structure import to_structure
 
 FAMILY = TruncatedLogNormalMixture(3)
-# No triclinic group: an untrained net draws angle triples that describe no cell, or cells so skewed that the
-# 8 neighbouring images miss the closest one (docs/crystals.md); monoclinic 12 has a free angle.
-VOCABULARY = dict(space_groups=[12, 194, 195, 225], elements=["O", "Na", "Cl"], max_sites=3, max_atoms=24)
+ANGLE = IntervalLogitNormalMixture(3, low=0.0, high=180.0)
+# Triclinic 2 (three free angles, skewed cells from an untrained net), monoclinic 12, hexagonal, cubic.
+VOCABULARY = dict(space_groups=[2, 12, 194, 195, 225], elements=["O", "Na", "Cl"], max_sites=3, max_atoms=24)
 
 
 def _params(key, log_lower):
@@ -88,6 +92,37 @@ def test_reparameterised_cut_samples_give_the_gradient_of_expectations():
     np.testing.assert_allclose(jax.grad(monte_carlo)(params), jax.grad(exact)(params), atol=0.02)
 
 
+@pytest.mark.parametrize("interval", [(0.0, 180.0), (30.0, 150.0), (2.0, 9.0)])
+def test_interval_angle_density_integrates_to_one_on_its_interval_and_its_cdf_is_its_integral(interval):
+    low, high = interval
+    for key in jax.random.split(jax.random.key(10), 3):
+        params = (1.5 * jax.random.normal(key, (ANGLE.num_params,))).at[0].set(low).at[1].set(high)
+        z = np.linspace(-30.0, 30.0, 40001)
+        x = low + (high - low) / (1 + np.exp(-z))
+        log_p = np.asarray(jax.vmap(ANGLE.log_prob, (None, 0))(params, jnp.asarray(x)), float)
+        jacobian = (x - low) * (high - x) / (high - low)
+        density = np.where(np.isfinite(log_p), np.exp(log_p) * jacobian, 0.0)
+        assert integrate.trapezoid(density, z) == pytest.approx(1.0, abs=1e-4)
+        cdf = np.asarray(jax.vmap(ANGLE.cdf, (None, 0))(params, jnp.asarray(x[5000:35000:2000])), float)
+        running = integrate.cumulative_trapezoid(density, z, initial=0.0)[5000:35000:2000]
+        np.testing.assert_allclose(cdf, running, atol=1e-4)
+        outside = jnp.array([low - 1.0, low, high, high + 1.0])
+        assert np.all(np.isneginf(np.asarray(jax.vmap(ANGLE.log_prob, (None, 0))(params, outside))))
+
+
+def test_interval_angle_samples_stay_inside_follow_the_cdf_and_agree_with_numpyro():
+    params = (1.2 * jax.random.normal(jax.random.key(11), (ANGLE.num_params,))).at[0].set(25.0).at[1].set(110.0)
+    draws = jax.vmap(ANGLE.sample, (None, 0))(params, jax.random.uniform(jax.random.key(12), (20000, 2)))
+    assert 25.0 <= float(draws.min()) and float(draws.max()) <= 110.0
+    cdf = jax.vmap(ANGLE.cdf, (None, 0))
+    assert stats.kstest(np.asarray(draws), lambda v: np.asarray(cdf(params, v))).pvalue > 1e-3
+    reference = ANGLE.to_numpyro(params)
+    ours = jax.vmap(ANGLE.log_prob, (None, 0))(params, draws[:50])
+    np.testing.assert_allclose(np.asarray(reference.log_prob(draws[:50])), np.asarray(ours), atol=1e-4)
+    theirs = reference.sample(jax.random.key(13), (20000,))
+    assert stats.ks_2samp(np.asarray(draws), np.asarray(theirs)).pvalue > 1e-3
+
+
 # --- the bound ------------------------------------------------------------------------------------
 
 
@@ -108,12 +143,37 @@ def test_minimum_scale_is_where_the_closest_pair_reaches_the_separation():
     x = np.asarray(arjax.Autoregressive(_net(enc), allowed=enc.allowed).sample(jax.random.key(7), (40,)))
     lower = np.asarray(jax.vmap(lambda v: minimum_scale(enc, v, min_volume=1e-9))(jnp.asarray(x)), float)
     for row, a in zip(x, lower):
-        crystal = enc.decode(row)
-        if crystal.num_atoms == 1 or not all(60 < v < 120 for v in crystal.lattice[3:]):
-            continue  # no pair (only the volume bounds the scale), or a cell too skewed for 8 images
+        if enc.decode(row).num_atoms == 1:
+            continue  # no pair: only the volume bounds the scale
         row = row.astype(np.float64).copy()
         row[enc.scale_position] = a
         assert metrics.min_distance(to_structure(enc.decode(row))) == pytest.approx(0.5, rel=1e-4)
+
+
+def test_the_bound_finds_the_closest_image_in_cells_of_any_skew():
+    enc = CrystalEncoder(space_groups=[1], elements=["Na", "Cl"], max_sites=3, max_atoms=3)
+    rng = np.random.default_rng(0)
+    rows = []
+    for _ in range(60):
+        alpha, beta = rng.uniform(2.0, 178.0, 2)
+        gamma = rng.uniform(abs(alpha - beta), min(alpha + beta, 360 - alpha - beta))
+        sites = "-".join(f"a-{element}-" + "-".join(f"{v:.4f}" for v in rng.uniform(0, 1, 3))
+                         for element in ("Na", "Cl", "Cl"))  # fmt: skip
+        lengths = rng.uniform(0.3, 3.0, 2)
+        rows.append(enc.encode(f"1-{sites}-X-1-{lengths[0]:.3f}-{lengths[1]:.3f}-{alpha:.3f}-{beta:.3f}-{gamma:.3f}"))
+    rows = jnp.asarray(np.array(rows))
+    lower = np.asarray(jax.vmap(lambda v: minimum_scale(enc, v, min_volume=1e-12))(rows), float)
+    images = np.array(list(itertools.product(range(-6, 7), repeat=3)), float)
+    frac = np.asarray(jax.vmap(lambda v: atom_positions(enc, v)[0])(rows), float)
+    cells = np.asarray(jax.vmap(lambda v: lattice_vectors(enc, v.at[enc.scale_position].set(1.0)))(rows), float)
+    pairs = [(i, j) for i in range(3) for j in range(3) if i != j]
+    for f, cell, bound in zip(frac, cells, lower):
+        closest = min(np.linalg.norm((f[i] - f[j] + images) @ cell, axis=1).min() for i, j in pairs)
+        assert bound == pytest.approx(0.5 / closest, rel=1e-4)
+    bases = np.asarray(jax.vmap(reduced_basis)(jnp.asarray(cells)), float)
+    transforms = cells @ np.linalg.inv(bases)
+    np.testing.assert_allclose(transforms, np.round(transforms), atol=1e-4)
+    np.testing.assert_allclose(np.abs(np.linalg.det(np.round(transforms))), 1.0)
 
 
 # --- the model ------------------------------------------------------------------------------------
@@ -151,6 +211,40 @@ def test_cut_model_caches_like_the_generic_path_and_its_scale_conditional_integr
             np.where(np.arange(enc.num_positions) == enc.scale_position, np.exp(v), row)[None]))[0, enc.scale_position])
             * np.exp(v)), np.log(lower), u[inside][0])[0]  # fmt: skip
         assert integrate.trapezoid(density[inside], u[inside]) + head == pytest.approx(1.0, abs=2e-3)
+
+
+def test_gamma_conditional_lives_where_the_angles_close_a_cell_and_integrates_to_one():
+    enc = CrystalEncoder(**VOCABULARY)
+    net = _net(enc, scale=1.0)
+    x = np.asarray(arjax.Autoregressive(net, allowed=enc.allowed).sample(jax.random.key(14), (64,)))
+    angles = x[:, enc.lattice_start + 2 : enc.lattice_start + 5]
+    alpha, beta, gamma = angles.T
+    assert np.all((np.abs(alpha - beta) < gamma) & (gamma < np.minimum(alpha + beta, 360 - alpha - beta)))
+    triclinic = x[x[:, 0] == enc.group_start][:3]  # space group 2: all three angles free
+    assert len(triclinic) == 3 and np.all(np.abs(triclinic[:, enc.lattice_start + 2 : enc.lattice_start + 4] - 90) > 0)
+    model = arjax.Autoregressive(net, allowed=enc.allowed)
+    position = enc.lattice_start + 4
+    for row in triclinic:
+        a, b = row[enc.lattice_start + 2 : enc.lattice_start + 4]
+        low, high = abs(a - b), min(a + b, 360 - a - b)
+        z = np.linspace(-25.0, 25.0, 8001)
+        grid = np.repeat(row[None], z.size + 2, axis=0)
+        grid[:, position] = np.concatenate([low + (high - low) / (1 + np.exp(-z)), [low * 0.99, high + 0.5]])
+        log_p = np.asarray(model.position_log_probs(jnp.asarray(grid))[:, position], float)
+        assert np.all(np.isneginf(log_p[-2:]))
+        inside = grid[:-2, position]
+        density = np.exp(log_p[:-2]) * (inside - low) * (high - inside) / (high - low)
+        assert integrate.trapezoid(density, z) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_angles_that_close_no_cell_are_refused_by_encode_and_decode():
+    enc = CrystalEncoder(space_groups=[1], elements=["Na"], max_sites=1)
+    with pytest.raises(CrystalError, match="describe no cell"):
+        enc.encode("1-a-Na-0-0-0-X-3-4-5-100-30-40")  # γ = 40 < |α - β| = 70
+    row = enc.encode("1-a-Na-0-0-0-X-3-4-5-100-30-80")
+    row[enc.lattice_start + 4] = 40.0
+    with pytest.raises(ValueError, match="describe no cell"):
+        enc.decode(row)
 
 
 def test_bad_min_separation_is_refused_by_name():

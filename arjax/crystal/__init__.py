@@ -15,7 +15,7 @@ from arjax.crystal.encoder import CrystalEncoder
 from arjax.crystal.encoder_grammar import EncoderGrammar
 from arjax.crystal.errors import CrystalError
 from arjax.crystal.export import to_ase, to_pymatgen
-from arjax.crystal.families import Gated, LogitNormalMixture, TruncatedLogNormalMixture
+from arjax.crystal.families import Gated, IntervalLogitNormalMixture, LogitNormalMixture, TruncatedLogNormalMixture
 from arjax.crystal.grammar import CrystalGrammar
 from arjax.crystal.net import CrystalTransformer
 from arjax.crystal.notation import ELEMENTS, Crystal, Site, full_lattice, parse_crystal
@@ -49,6 +49,7 @@ __all__ = [
     "CrystalTransformer",
     "EncoderGrammar",
     "Gated",
+    "IntervalLogitNormalMixture",
     "LogitNormalMixture",
     "Site",
     "Structure",

@@ -9,8 +9,9 @@ A crystal with at most ``S = max_sites`` sites is a float sequence of ``N = 5S +
   the circle, ``VonMisesMixture``), in the order of ``free_coordinates``; a letter such as
   ``x, x, z`` has two, so its third slot is off (a point mass at 0), and ``x, x, x`` has one;
 * ``1 + 5S + j``, ``j < 6``: the lattice as ``b/a, c/a`` (``LogNormalMixture``: positive),
-  ``alpha, beta, gamma`` (degrees, ``LogitNormalMixture`` on ``(0, 180)``) and last the scale
-  ``a`` (Å); the ones the crystal system fixes (``b = c = a`` and right angles of a cubic cell, …)
+  ``alpha, beta, gamma`` (degrees, ``LogitNormalMixture`` on ``(0, 180)``; ``gamma`` an
+  ``IntervalLogitNormalMixture`` on the angles that close a cell with the drawn ``alpha, beta``)
+  and last the scale ``a`` (Å); the ones the crystal system fixes (``b = c = a`` and right angles of a cubic cell, …)
   are off. With everything else drawn, every distance in the cell is proportional to ``a``, so
   "no two atoms closer than ``min_separation``, volume at least ``min_volume``" is exactly
   ``a ≥ a_min(prefix)``: with ``min_separation`` set, ``a`` is a ``TruncatedLogNormalMixture`` cut
@@ -30,7 +31,7 @@ import numpy as np
 from jaxtyping import Float
 
 from arjax.crystal.errors import CrystalError
-from arjax.crystal.families import Gated, LogitNormalMixture, TruncatedLogNormalMixture
+from arjax.crystal.families import Gated, IntervalLogitNormalMixture, LogitNormalMixture, TruncatedLogNormalMixture
 from arjax.crystal.notation import ELEMENTS, Crystal, Site, check_vocabulary, full_lattice, parse_crystal
 from arjax.crystal.wyckoff import (
     LETTERS,
@@ -185,12 +186,14 @@ class CrystalEncoder:
         coordinate = Gated(circle, 0.0)
         ratio = Gated(LogNormalMixture(m), 1.0)
         angle = Gated(LogitNormalMixture(m, low=0.0, high=180.0), 90.0)
+        gamma = Gated(IntervalLogitNormalMixture(m, low=0.0, high=180.0), 90.0)
         scale = Gated(LogNormalMixture(m), 1.0) if self.min_separation is None else TruncatedLogNormalMixture(m)
         return (
             (token,) * (1 + 2 * self.max_sites)
             + (coordinate,) * (3 * self.max_sites)
             + (ratio,) * 2
-            + (angle,) * 3
+            + (angle,) * 2
+            + (gamma,)
             + (scale,)
         )
 
@@ -280,6 +283,9 @@ class CrystalEncoder:
         a, b, c, alpha, beta, gamma = crystal.lattice
         if not min(a, b, c) > 0 or not all(0 < v < 180 for v in (alpha, beta, gamma)):
             fail("lattice out of range", f"lattice {crystal.lattice} has a length <= 0 or an angle outside (0, 180)")
+        if not _closes_cell(alpha, beta, gamma):
+            fail("lattice out of range", f"the angles of lattice {crystal.lattice} describe no cell "
+                                         "(need |alpha - beta| < gamma < min(alpha + beta, 360 - alpha - beta))")
 
         def order(site: Site) -> tuple:
             coordinates = tuple(v % 1.0 for v in site.coordinates)
@@ -385,6 +391,16 @@ class CrystalEncoder:
                 raise ValueError(f"position {self.lattice_start + k}: lattice parameter {name} = {value:g} "
                                  "is out of range")
             given[name] = float(value)
+        angles = [given.get(name, 90.0) for name in ("alpha", "beta", "gamma")]
+        if not _closes_cell(*angles):
+            raise ValueError(f"positions {self.lattice_start + 2}-{self.lattice_start + 4}: the angles "
+                             f"{', '.join(f'{v:g}' for v in angles)} describe no cell (need |alpha - beta| < gamma "
+                             "< min(alpha + beta, 360 - alpha - beta))")
         a = given["a"]
         given.update({length: a * given[f"{length}/a"] for length in "bc" if f"{length}/a" in given})
         return Crystal(g, tuple(sites), full_lattice(g, [given[name] for name in lattice_parameter_names(g)]))
+
+
+def _closes_cell(alpha: float, beta: float, gamma: float) -> bool:
+    """Whether three cell angles (degrees, each in ``(0, 180)``) belong to a cell of positive volume."""
+    return abs(alpha - beta) < gamma < min(alpha + beta, 360.0 - alpha - beta)

@@ -7,6 +7,10 @@
   elsewhere, and it adds no dimension to the density.
 * ``LogitNormalMixture(M, low, high)``: values in the open interval ``(low, high)`` (lattice
   angles in degrees), a Gaussian mixture of ``logit((x - low) / (high - low))``.
+* ``IntervalLogitNormalMixture(M, low, high)``: the same on a sub-interval ``(l, u)`` of
+  ``(low, high)`` that two leading raw parameters give. The crystal net sets them from the prefix
+  to the angles ``γ`` that close a cell with the drawn ``α, β`` (``|α - β| < γ < min(α + β, 360° - α - β)``),
+  so every triclinic triple the model draws is a cell.
 * ``TruncatedLogNormalMixture(M)``: a log-normal mixture cut below a bound that a leading raw
   parameter gives (``ln`` of the bound). The crystal net sets it from the prefix to the smallest
   lattice scale at which no two atoms are too close, so the model draws only valid cells, the
@@ -28,7 +32,7 @@ from numpyro.distributions.transforms import AffineTransform, ExpTransform, Sigm
 from arjax.families import Family, GaussianMixture, LogNormalMixture
 from arjax.families.base import midpoint_uniform, pick_component
 
-__all__ = ["Gated", "LogitNormalMixture", "TruncatedLogNormalMixture"]
+__all__ = ["Gated", "IntervalLogitNormalMixture", "LogitNormalMixture", "TruncatedLogNormalMixture"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,24 +175,16 @@ class LogitNormalMixture(Family):
 
     def logit(self, value: Float[Array, ""]) -> Float[Array, ""]:
         """``z = logit((x - low) / (high - low))``, finite for ``x`` strictly inside the interval."""
-        width = self.high - self.low
-        fraction = jnp.clip((value - self.low) / width, 1e-30, 1 - 1e-7)
-        return jnp.log(fraction) - jnp.log1p(-fraction)
+        return _logit(value, self.low, self.high)
 
     def log_prob(self, params: Float[Array, " P"], value: Float[Array, ""]) -> Float[Array, ""]:
-        inside = (value > self.low) & (value < self.high)
-        safe = jnp.where(inside, value, 0.5 * (self.low + self.high))
-        jacobian = math.log(self.high - self.low) - jnp.log(safe - self.low) - jnp.log(self.high - safe)
-        return jnp.where(inside, self._normal.log_prob(params, self.logit(safe)) + jacobian, -jnp.inf)
+        return _log_prob(self._normal, params, value, self.low, self.high)
 
     def draw(self, params: Float[Array, " P"], u: Float[Array, " 2"]) -> Float[Array, ""]:
-        z = self._normal.draw(params, u)
-        return self.low + (self.high - self.low) * jax.nn.sigmoid(z)
+        return self.low + (self.high - self.low) * jax.nn.sigmoid(self._normal.draw(params, u))
 
     def cdf(self, params: Float[Array, " P"], value: Float[Array, ""]) -> Float[Array, ""]:
-        log_w, loc, scale = self._normal.unpack(params)
-        inside = jnp.sum(jnp.exp(log_w) * ndtr((self.logit(value) - loc) / scale))
-        return jnp.where(value <= self.low, 0.0, jnp.where(value >= self.high, 1.0, inside))
+        return _cdf(self._normal, params, value, self.low, self.high)
 
     def features(self, value: Float[Array, ""]) -> Float[Array, " 1"]:
         return jnp.reshape(self.logit(value), (1,))
@@ -206,6 +202,70 @@ class LogitNormalMixture(Family):
         return 0.5 * (self.low + self.high)
 
 
+def _logit(value, low, high):
+    fraction = jnp.clip((value - low) / (high - low), 1e-30, 1 - 1e-7)
+    return jnp.log(fraction) - jnp.log1p(-fraction)
+
+
+def _log_prob(normal: GaussianMixture, params, value, low, high):
+    """Log-density on ``(low, high)`` of ``low + (high - low) σ(z)``, ``z`` from ``normal``."""
+    inside = (value > low) & (value < high)
+    safe = jnp.where(inside, value, 0.5 * (low + high))
+    jacobian = jnp.log(high - low) - jnp.log(safe - low) - jnp.log(high - safe)
+    return jnp.where(inside, normal.log_prob(params, _logit(safe, low, high)) + jacobian, -jnp.inf)
+
+
+def _cdf(normal: GaussianMixture, params, value, low, high):
+    log_w, loc, scale = normal.unpack(params)
+    inside = jnp.sum(jnp.exp(log_w) * ndtr((_logit(value, low, high) - loc) / scale))
+    return jnp.where(value <= low, 0.0, jnp.where(value >= high, 1.0, inside))
+
+
+@dataclasses.dataclass(frozen=True)
+class IntervalLogitNormalMixture(LogitNormalMixture):
+    r"""``x = l + (u - l) σ(z)``, ``z ~ Σ_k w_k N(μ_k, σ_k²)``, on a sub-interval ``(l, u)`` of ``(low, high)``.
+
+    Raw parameters ``[l, u, θ…]`` with ``θ`` as ``GaussianMixture(components)``'s (of ``z``) and
+    ``low ≤ l < u ≤ high``: a ``LogitNormalMixture`` whose interval a net sets per position
+    (``CrystalTransformer`` gives the angle ``γ`` the interval where ``α, β, γ`` describe a cell).
+    The density is exactly normalised on ``(l, u)`` and ``-inf`` outside it. A value enters a net
+    as ``logit`` on the fixed ``(low, high)``, so its features do not depend on the interval.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> family = IntervalLogitNormalMixture(1, low=0.0, high=180.0)
+        >>> params = jnp.array([30.0, 150.0, 0.0, 0.0, 0.5413])   # γ in (30°, 150°), median 90°
+        >>> round(float(family.cdf(params, jnp.float32(90.0))), 4)
+        0.5
+        >>> float(family.log_prob(params, jnp.float32(20.0)))
+        -inf
+    """
+
+    name = "IntervalLogitNormalMixture"
+
+    @property
+    def num_params(self) -> int:
+        return 2 + self._normal.num_params
+
+    def log_prob(self, params: Float[Array, " P"], value: Float[Array, ""]) -> Float[Array, ""]:
+        return _log_prob(self._normal, params[2:], value, params[0], params[1])
+
+    def draw(self, params: Float[Array, " P"], u: Float[Array, " 2"]) -> Float[Array, ""]:
+        return params[0] + (params[1] - params[0]) * jax.nn.sigmoid(self._normal.draw(params[2:], u))
+
+    def cdf(self, params: Float[Array, " P"], value: Float[Array, ""]) -> Float[Array, ""]:
+        return _cdf(self._normal, params[2:], value, params[0], params[1])
+
+    def to_numpyro(self, params: Float[Array, "... P"]) -> dist.TransformedDistribution:
+        low, high = params[..., 0], params[..., 1]
+        return dist.TransformedDistribution(
+            self._normal.to_numpyro(params[..., 2:]), [SigmoidTransform(), AffineTransform(low, high - low)]
+        )
+
+    def init_bias(self) -> np.ndarray:
+        return np.concatenate([[self.low, self.high], self._normal.init_bias()])
+
+
 @dataclasses.dataclass(frozen=True)
 class TruncatedLogNormalMixture(Family):
     r"""``p(x) = Σ_k w_k LogNormal(x; μ_k, σ_k²) 1[x ≥ L] / Z`` with ``Z = Σ_k w_k P_k(X ≥ L)``.
@@ -220,7 +280,7 @@ class TruncatedLogNormalMixture(Family):
     Example:
         >>> import jax.numpy as jnp
         >>> family = TruncatedLogNormalMixture(1)
-        >>> params = jnp.array([0.0, 0.0, 0.0, 0.5413])      # L = 1 = the median of LogNormal(0, 1)
+        >>> params = jnp.array([0.0, 0.0, 0.0, 0.5397])      # L = 1 = the median of LogNormal(0, 1)
         >>> float(family.log_prob(params, jnp.float32(0.9)))
         -inf
         >>> round(float(family.cdf(params, jnp.float32(jnp.e))), 4)   # (Φ(1) - ½) / ½

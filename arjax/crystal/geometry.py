@@ -36,7 +36,7 @@ from arjax.crystal.wyckoff import (
     representatives,
 )
 
-__all__ = ["atom_positions", "lattice_vectors", "minimum_scale", "overlap_penalty"]
+__all__ = ["atom_positions", "lattice_vectors", "minimum_scale", "overlap_penalty", "reduced_basis"]
 
 _TOWARD = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], np.float64)
 _SHIFTS = np.array([[i, j, k] for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)], np.float64)
@@ -119,9 +119,10 @@ def minimum_scale(
     and volume ≥ ``min_volume`` exactly when ``a ≥ max(min_separation / d₁, (min_volume / V₁)^⅓)``.
     ``d₁`` is the closest pair of distinct atoms at ``a = 1``. The symmetry operations are
     isometries of the cell, so every pair is the image of a pair from some site's representative
-    atom: only those ``max_sites × max_atoms`` pairs are measured, each at the images one cell over
-    toward it along every axis (8 shifts; on all 13,515 encodable crystals of the shipped corpus
-    the same closest distances as all pairs over the 27 neighbouring cells). Images of one site
+    atom: only those ``max_sites × max_atoms`` pairs are measured, in a ``reduced_basis`` of the cell
+    at the images one cell over toward it along every axis (8 shifts): the closest pair of a
+    ±2-cell brute force on all 13,515 encodable crystals of the shipped corpus, and of a ±6-cell one
+    on skewed random cells. Images of one site
     closer than ``to_structure``'s merge tolerance (``1e-4`` in every fractional coordinate) are
     one atom, as there. Reads every position but the scale itself; differentiable.
 
@@ -140,16 +141,54 @@ def minimum_scale(
     diff = diff - jax.lax.stop_gradient(jnp.round(diff))
     merged = (sites[:, None] == site[None, :]) & jnp.all(jnp.abs(diff) < 1e-4, axis=-1)
     distinct = occupied[:, None] & present[None, :] & ~merged
+    reduction = _reduction(cell)
+    basis = reduction @ cell
+    diff = diff @ jnp.round(jnp.linalg.inv(reduction))  # the same differences in the reduced basis
+    diff = diff - jax.lax.stop_gradient(jnp.round(diff))
     toward = jax.lax.stop_gradient(jnp.sign(diff))
     squared = jnp.full(distinct.shape, jnp.inf, frac.dtype)
     for shift in _TOWARD:
         moved = diff - toward * shift
-        vector = moved[..., 0, None] * cell[0] + moved[..., 1, None] * cell[1] + moved[..., 2, None] * cell[2]
+        vector = moved[..., 0, None] * basis[0] + moved[..., 1, None] * basis[1] + moved[..., 2, None] * basis[2]
         squared = jnp.minimum(squared, jnp.sum(vector * vector, axis=-1))
     tiny = jnp.finfo(frac.dtype).tiny
     closest = jnp.sqrt(jnp.maximum(jnp.min(jnp.where(distinct, squared, jnp.inf)), tiny))
     volume = jnp.abs(jnp.linalg.det(cell))
     return jnp.maximum(min_separation / closest, jnp.cbrt(min_volume / jnp.maximum(volume, tiny)))
+
+
+def reduced_basis(cell: Float[Array, "3 3"]) -> Float[Array, "3 3"]:
+    r"""Rows spanning the same lattice as ``cell``'s, pairwise reduced: ``|b_i · b_j| ≤ ½ |b_j|²`` for ``i ≠ j``.
+
+    Each sweep subtracts from every vector the nearest integer multiple of every other one
+    (Lagrange–Gauss steps, which never lengthen a vector); 12 sweeps, far more than cells with
+    angles in ``(1°, 179°)`` and length ratios up to 10 need. The integer change of basis is found on
+    the values and applied to ``cell`` itself, so the result is differentiable in ``cell``. In the
+    reduced basis the nearest image of a point lies one cell over: ``minimum_scale`` relies on it
+    (tested against a ±6-cell brute force on random triclinic cells with angles from 2° to 178°).
+
+    Example:
+        >>> skewed = jnp.array([[1.0, 0.0, 0.0], [7.0, 1.0, 0.0], [-3.0, 5.0, 1.0]])
+        >>> reduced_basis(skewed).tolist()
+        [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+    """
+    return _reduction(cell) @ cell
+
+
+def _reduction(cell: Float[Array, "3 3"], sweeps: int = 12) -> Float[Array, "3 3"]:
+    """The integer matrix ``T`` (unimodular, no gradient) with ``T @ cell`` pairwise reduced."""
+    fixed = jax.lax.stop_gradient(cell)
+
+    def sweep(_, basis):
+        for i in range(3):
+            for j in range(3):
+                if i != j:
+                    k = jnp.round(jnp.dot(basis[i], basis[j]) / jnp.dot(basis[j], basis[j]))
+                    basis = basis.at[i].add(-k * basis[j])
+        return basis
+
+    reduced = jax.lax.fori_loop(0, sweeps, sweep, fixed)
+    return jax.lax.stop_gradient(jnp.round(reduced @ jnp.linalg.inv(fixed)))
 
 
 def overlap_penalty(

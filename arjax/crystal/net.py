@@ -5,6 +5,8 @@ parameters; this net then sets what the prefix decides exactly, not by learning:
 
 * the gate of every continuous slot: a coordinate slot is on when its site holds a letter with
   that many free coordinates, a lattice slot when the crystal system leaves that parameter free;
+* the interval of the angle ``γ``: ``|α - β| < γ < min(α + β, 360° - α - β)``, where the drawn
+  ``α, β`` and ``γ`` describe a cell of positive volume (the family is exactly normalised there);
 * the size of the cell: the log-normal locations of the scale ``a`` are shifted by
   ``ln(N_atoms) / 3``, so the net models ``a / N_atoms^(1/3)`` (CrystalFormer's normalisation)
   while the sequence holds ``a`` in Å, and the density stays exact;
@@ -126,7 +128,8 @@ class CrystalTransformer(eqx.Module):
 def _set_by_prefix(
     encoder: CrystalEncoder, params: Float[Array, "N P"], x: Float[Array, " N"], *, bound: bool = True
 ) -> Float[Array, "N P"]:
-    """Gates of the continuous slots, the scale's shift and (``bound``, with ``min_separation``) its lower bound."""
+    """Gates of the continuous slots, ``γ``'s interval, the scale's shift and (``bound``, with
+    ``min_separation``) its lower bound."""
     t = encoder.tables
     g = group_index(encoder, x)
     letters, is_letter = site_letters(encoder, x)
@@ -137,6 +140,7 @@ def _set_by_prefix(
     on = jnp.concatenate([coordinate_on, lattice_on])
     gates = jnp.where(on, 1.0, -1.0).astype(params.dtype)
     params = params.at[encoder.coordinate_start :, 0].set(gates)
+    params = _set_gamma_interval(encoder, params, x)
     atoms = jnp.sum(jnp.where(is_letter, jnp.asarray(t["mult"])[g, letters], 0))
     shift = jnp.log(jnp.maximum(atoms, 1).astype(params.dtype)) / 3
     m, scale = encoder.lattice_components, encoder.scale_position
@@ -144,6 +148,18 @@ def _set_by_prefix(
     if bound and encoder.min_separation is not None:
         params = params.at[scale, 0].set(_log_lower(encoder, x).astype(params.dtype))
     return params
+
+
+def _set_gamma_interval(encoder: CrystalEncoder, params: Float[Array, "N P"], x: Float[Array, " N"]):
+    """``γ``'s interval ``(l, u)`` from ``α, β`` (raw parameters 1 and 2 after the gate); ``(0, 180)`` where
+    ``α, β`` are not angles (the rows of a decoding step that are not yet drawn)."""
+    alpha, beta = x[encoder.lattice_start + 2], x[encoder.lattice_start + 3]
+    low = jnp.abs(alpha - beta)
+    high = jnp.minimum(alpha + beta, 360.0 - alpha - beta)
+    angles = (alpha > 0) & (alpha < 180) & (beta > 0) & (beta < 180)
+    low, high = jnp.where(angles, low, 0.0), jnp.where(angles, high, 180.0)
+    gamma = encoder.lattice_start + 4
+    return params.at[gamma, 1].set(low.astype(params.dtype)).at[gamma, 2].set(high.astype(params.dtype))
 
 
 def _log_lower(encoder: CrystalEncoder, x: Float[Array, " N"]) -> Float[Array, ""]:
