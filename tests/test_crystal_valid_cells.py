@@ -18,7 +18,7 @@ from arjax.crystal.encoder import CrystalEncoder
 from arjax.crystal.errors import CrystalError
 from arjax.crystal.families import IntervalLogitNormalMixture, TruncatedLogNormalMixture
 from arjax.crystal.geometry import atom_positions, lattice_vectors, minimum_scale, reduced_basis
-from arjax.crystal.net import CrystalTransformer
+from arjax.crystal.net import CrystalTransformer, _log_lower
 from arjax.crystal.structure import to_structure
 
 FAMILY = TruncatedLogNormalMixture(3)
@@ -188,6 +188,13 @@ def test_every_drawn_crystal_is_structurally_valid_and_the_uncut_model_is_not():
     assert structurally_valid_rows(free, x_free).mean() < 0.9
     valid = [metrics.structurally_valid(to_structure(cut.decode(row))) for row in x_cut[:100]]
     assert all(valid)
+
+
+def test_a_scale_drawn_at_the_bound_itself_is_valid_after_float32_rounding():
+    enc = CrystalEncoder(**VOCABULARY, min_separation=0.5)
+    x = np.asarray(arjax.Autoregressive(_net(enc), allowed=enc.allowed).sample(jax.random.key(15), (200,)))
+    at_bound = jnp.asarray(x).at[:, enc.scale_position].set(jnp.exp(jax.vmap(lambda v: _log_lower(enc, v))(x)))
+    assert structurally_valid_rows(enc, np.asarray(at_bound, np.float32)).all()
 
 
 def test_cut_model_caches_like_the_generic_path_and_its_scale_conditional_integrates_to_one():

@@ -11,8 +11,9 @@ parameters; this net then sets what the prefix decides exactly, not by learning:
   ``ln(N_atoms) / 3``, so the net models ``a / N_atoms^(1/3)`` (CrystalFormer's normalisation)
   while the sequence holds ``a`` in Å, and the density stays exact;
 * with the encoder's ``min_separation`` set, the lower bound of the scale ``a``: the smallest value
-  at which the drawn atoms and cell shape are structurally valid (``geometry.minimum_scale``), so
-  every crystal the model gives density to is valid.
+  at which the drawn atoms and cell shape are structurally valid (``geometry.minimum_scale``; 1e-5
+  above it, so that float32 rounding keeps a draw at the bound valid), so every crystal the model
+  gives density to is valid.
 """
 
 from typing import NamedTuple
@@ -163,6 +164,11 @@ def _set_gamma_interval(encoder: CrystalEncoder, params: Float[Array, "N P"], x:
 
 
 def _log_lower(encoder: CrystalEncoder, x: Float[Array, " N"]) -> Float[Array, ""]:
-    """``ln`` of the smallest valid scale ``a`` given every other value of ``x``."""
+    """``ln`` of the smallest valid scale ``a`` given every other value of ``x``, raised by ``_ROUNDING_MARGIN``."""
     lower = minimum_scale(encoder, x, min_separation=encoder.min_separation, min_volume=encoder.min_volume)
-    return jnp.log(lower)
+    return jnp.log(lower) + _ROUNDING_MARGIN
+
+
+# A scale drawn at the bound itself (a bound far in the mixture's tail) must stay valid after float32 rounding of
+# the bound and of the distances measured from it (relative errors up to 3e-7 seen): cut 1e-5 above it.
+_ROUNDING_MARGIN = 1e-5
