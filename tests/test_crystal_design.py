@@ -96,6 +96,7 @@ def test_validity_reward_penalises_exactly_the_invalid_crystals_inside_jit_and_v
         validity_reward(ENCODER, penalty=0.0)
 
 
+@pytest.mark.slow
 def test_fit_reward_fine_tunes_the_mixed_crystal_model_toward_validity():
     from arjax.crystal.design import validity_reward
     from arjax.train import fit_reward
@@ -111,6 +112,7 @@ def test_fit_reward_fine_tunes_the_mixed_crystal_model_toward_validity():
     assert max(moved) > 0
 
 
+@pytest.mark.slow
 def test_frozen_skeleton_keeps_the_skeleton_conditionals_and_samples_alike_cached_or_not():
     from arjax.crystal.design import FrozenSkeleton
     from arjax.sampling import sample_and_log_prob

@@ -48,6 +48,7 @@ def test_overlap_penalty_of_a_pair_is_the_hand_computed_one_and_pushes_it_apart(
     assert float(grad[enc.scale_position]) == pytest.approx(-0.35 * 0.05, rel=1e-4)  # so does a larger cell
 
 
+@pytest.mark.slow
 def test_overlap_penalty_is_positive_exactly_for_crystals_closer_than_the_separation():
     enc = CrystalEncoder(space_groups=[1, 2, 12, 65, 221, 225], elements=["O", "Na", "Cl"], max_sites=4, max_atoms=24)
     net = CrystalTransformer(enc, d_model=16, num_heads=2, num_layers=1, key=jax.random.key(0))

@@ -75,6 +75,7 @@ def test_a_bound_far_in_every_tail_draws_the_bound_itself():
     assert np.all(np.isfinite(np.asarray(draws))) and float(draws.min()) >= np.float32(np.exp(8.0))
 
 
+@pytest.mark.slow
 def test_reparameterised_cut_samples_give_the_gradient_of_expectations():
     params = _params(jax.random.key(5), 0.3)
     u = jax.random.uniform(jax.random.key(6), (200000, 2))
@@ -138,6 +139,7 @@ def test_minimum_scale_of_hand_made_cells():
         0.5 / min(1.0, np.hypot(1 / np.sqrt(3), 5.2 / 3.2 / 2)), rel=1e-5)  # fmt: skip
 
 
+@pytest.mark.slow
 def test_minimum_scale_is_where_the_closest_pair_reaches_the_separation():
     enc = CrystalEncoder(**VOCABULARY)
     x = np.asarray(arjax.Autoregressive(_net(enc), allowed=enc.allowed).sample(jax.random.key(7), (40,)))
