@@ -54,17 +54,23 @@ def test_cut_density_integrates_to_one_and_its_cdf_is_its_integral(log_lower):
         assert np.all(np.isneginf(np.asarray(jax.vmap(FAMILY.log_prob, (None, 0))(params, jnp.asarray(below)))))
 
 
+def _draws_that_follow_the_cdf_and_numpyro(family, params, key, numpyro_key):
+    """20000 draws of ``family``, checked against its CDF (KS) and its NumPyro twin (log-density, KS)."""
+    draws = jax.vmap(family.sample, (None, 0))(params, jax.random.uniform(key, (20000, 2)))
+    cdf = jax.vmap(family.cdf, (None, 0))
+    assert stats.kstest(np.asarray(draws), lambda v: np.asarray(cdf(params, v))).pvalue > 1e-3
+    reference = family.to_numpyro(params)
+    ours = jax.vmap(family.log_prob, (None, 0))(params, draws[:50])
+    np.testing.assert_allclose(np.asarray(reference.log_prob(draws[:50])), np.asarray(ours), atol=1e-4)
+    theirs = reference.sample(numpyro_key, (20000,))
+    assert stats.ks_2samp(np.asarray(draws), np.asarray(theirs)).pvalue > 1e-3
+    return draws
+
+
 def test_cut_samples_follow_the_cdf_stay_above_the_bound_and_agree_with_numpyro():
     params = _params(jax.random.key(1), 0.8)
-    draws = jax.vmap(FAMILY.sample, (None, 0))(params, jax.random.uniform(jax.random.key(2), (20000, 2)))
+    draws = _draws_that_follow_the_cdf_and_numpyro(FAMILY, params, jax.random.key(2), jax.random.key(3))
     assert float(draws.min()) >= np.exp(np.float32(0.8))
-    cdf = jax.vmap(FAMILY.cdf, (None, 0))
-    assert stats.kstest(np.asarray(draws), lambda v: np.asarray(cdf(params, v))).pvalue > 1e-3
-    reference = FAMILY.to_numpyro(params)
-    ours = jax.vmap(FAMILY.log_prob, (None, 0))(params, draws[:50])
-    np.testing.assert_allclose(np.asarray(reference.log_prob(draws[:50])), np.asarray(ours), atol=1e-4)
-    theirs = reference.sample(jax.random.key(3), (20000,))
-    assert stats.ks_2samp(np.asarray(draws), np.asarray(theirs)).pvalue > 1e-3
 
 
 def test_a_bound_far_in_every_tail_draws_the_bound_itself():
@@ -113,15 +119,8 @@ def test_interval_angle_density_integrates_to_one_on_its_interval_and_its_cdf_is
 
 def test_interval_angle_samples_stay_inside_follow_the_cdf_and_agree_with_numpyro():
     params = (1.2 * jax.random.normal(jax.random.key(11), (ANGLE.num_params,))).at[0].set(25.0).at[1].set(110.0)
-    draws = jax.vmap(ANGLE.sample, (None, 0))(params, jax.random.uniform(jax.random.key(12), (20000, 2)))
+    draws = _draws_that_follow_the_cdf_and_numpyro(ANGLE, params, jax.random.key(12), jax.random.key(13))
     assert 25.0 <= float(draws.min()) and float(draws.max()) <= 110.0
-    cdf = jax.vmap(ANGLE.cdf, (None, 0))
-    assert stats.kstest(np.asarray(draws), lambda v: np.asarray(cdf(params, v))).pvalue > 1e-3
-    reference = ANGLE.to_numpyro(params)
-    ours = jax.vmap(ANGLE.log_prob, (None, 0))(params, draws[:50])
-    np.testing.assert_allclose(np.asarray(reference.log_prob(draws[:50])), np.asarray(ours), atol=1e-4)
-    theirs = reference.sample(jax.random.key(13), (20000,))
-    assert stats.ks_2samp(np.asarray(draws), np.asarray(theirs)).pvalue > 1e-3
 
 
 # --- the bound ------------------------------------------------------------------------------------
