@@ -53,13 +53,13 @@ def test_reward_gradient_with_a_real_mixture_position_matches_quadrature(token, 
     families = (Categorical(2), REAL[family]) if token == 0 else (REAL[family], Categorical(2))
     q = MADE(num_positions=2, families=families, key=jax.random.key(0))
     prior = MADE(num_positions=2, families=families, key=jax.random.key(1))
-    exact_value, exact_grad = eqx.filter_value_and_grad(_exact_objective)(q, prior, token, family)
+    exact_value, exact_grad = eqx.filter_jit(eqx.filter_value_and_grad(_exact_objective))(q, prior, token, family)
 
     def loss(net, key):
         return reward_loss(net, key, reward_fn=lambda x: reward(x, token, family), prior=prior, kl_weight=TAU,
                            num_samples=40_000, gradient=gradient)  # fmt: skip
 
-    value, grad = eqx.filter_value_and_grad(loss)(q, jax.random.key(7))
+    value, grad = eqx.filter_jit(eqx.filter_value_and_grad(loss))(q, jax.random.key(7))
     assert abs(float(value) - float(exact_value)) < 0.05 * abs(float(exact_value)) + 0.01
     error = jnp.linalg.norm(_flat(grad) - _flat(exact_grad)) / jnp.linalg.norm(_flat(exact_grad))
     assert float(error) < 0.08, (gradient, float(error))  # at 40k samples the circular pathwise error is 0.01-0.08
