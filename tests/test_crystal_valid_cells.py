@@ -198,6 +198,7 @@ def test_a_scale_drawn_at_the_bound_itself_is_valid_after_float32_rounding():
     assert structurally_valid_rows(enc, np.asarray(at_bound, np.float32)).all()
 
 
+@pytest.mark.slow
 def test_cut_model_caches_like_the_generic_path_and_its_scale_conditional_integrates_to_one():
     enc = CrystalEncoder(**VOCABULARY, min_separation=0.5)
     net = _net(enc, scale=1.0)

@@ -27,7 +27,7 @@ PAGES_WITH_CODE = [
     "continuous.md", "rl-fine-tuning.md", "crystals.md", "parallel.md", "performance.md",
 ]
 # Pages whose code takes longest run in the slow tier; their samplers and losses have fast tests of their own.
-SLOW_PAGES = {"posteriors.md", "rl-fine-tuning.md"}
+SLOW_PAGES = {"continuous.md", "posteriors.md", "rl-fine-tuning.md"}
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^\n`]*)$")
 
 

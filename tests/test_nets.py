@@ -48,7 +48,10 @@ def test_made_decode_step_reproduces_every_row_of_the_full_pass(n, k, width, dep
     np.testing.assert_allclose(rows, net(x, context), atol=2e-5)
 
 
-@pytest.mark.parametrize("n, width, depth, context_size", [(7, 20, 2, None), (30, 256, 3, 2), (300, 512, 2, None)])
+@pytest.mark.parametrize(
+    "n, width, depth, context_size",
+    [(7, 20, 2, None), (30, 256, 3, 2), pytest.param(300, 512, 2, None, marks=pytest.mark.slow)],
+)
 def test_sorted_and_cyclic_hidden_orders_are_the_same_function_for_the_same_key(n, width, depth, context_size):
     kwargs = dict(width=width, depth=depth, context_size=context_size, residual=depth > 2, key=jax.random.key(3))
     blocked, dense = MADE(n, 3, **kwargs), MADE(n, 3, hidden_order="cyclic", **kwargs)
