@@ -48,8 +48,9 @@ validity 90.5 / 92.9 / 97.6 / 100.0 %, SMACT 82.5 / 82.0 / 85.2 / 80.0 %, novelt
 0.171 / 0.288, COV-R 58.0 / 55.9 / 55.9 / 52.3 %, COV-P 48.3 / 45.3 / 59.4 / 43.2 %, P1 fraction
 2.3 / 1.6 / 0.3 / 0.5 %.
 
-Trained nets are saved in ``--out`` and reused by a later run with the same settings; ``fit_mle``
-checkpoints every ``--log-every`` steps, so an interrupted run resumes.
+The sampled rows are saved as ``--out``/samples-<model>.npy. Trained nets are saved in ``--out``
+and reused by a later run with the same settings; ``fit_mle`` checkpoints every ``--log-every``
+steps, so an interrupted run resumes.
 """
 
 import argparse
@@ -266,8 +267,9 @@ def full_nll(kind, net, encoder, tokenizer, rows) -> float:
     return -float(np.mean(position_log_probs(net, x, rule).sum(axis=1)))
 
 
-def draw(kind, net, encoder, tokenizer, count: int, key) -> tuple[list, dict]:
-    """``count`` samples decoded to crystals (``None`` where a sample does not decode), and sampling statistics.
+def draw(kind, net, encoder, tokenizer, count: int, key) -> tuple[list, np.ndarray, dict]:
+    """``count`` samples decoded to crystals (``None`` where a sample does not decode), the sampled rows,
+    and sampling statistics.
 
     ``conditioned`` draws ``p(x | structurally valid)`` exactly by rejection (``sample_valid``).
     """
@@ -275,27 +277,31 @@ def draw(kind, net, encoder, tokenizer, count: int, key) -> tuple[list, dict]:
     model = Autoregressive(net, allowed=rule)
     if kind == "conditioned":
         out = sample_valid(model, key, count)
-        return [encoder.decode(row) for row in out.x], {"accepted": out.accepted, "drawn": out.drawn}
-    out = []
+        rows = np.asarray(out.x)
+        return [encoder.decode(row) for row in rows], rows, {"accepted": out.accepted, "drawn": out.drawn}
     size = min(250, count)
-    for chunk_key in jax.random.split(key, -(-count // size)):  # equal chunks: one compilation
-        for row in np.asarray(model.sample(chunk_key, (size,)))[: count - len(out)]:
-            try:
-                out.append(coder.decode(row))
-            except ValueError:
-                out.append(None)
-    return out, {}
+    chunks = [np.asarray(model.sample(k, (size,))) for k in jax.random.split(key, -(-count // size))]  # one compilation
+    rows = np.concatenate(chunks)[:count]
+    out = []
+    for row in rows:
+        try:
+            out.append(coder.decode(row))
+        except ValueError:
+            out.append(None)
+    return out, rows, {}
 
 
 # ------------------------------------------------------------------------------------- metrics
 HAVE = {name: importlib.util.find_spec(name) is not None for name in ("pymatgen", "smact", "matminer")}
 
 
-def evaluate(samples, train_structures, test_structures, reference=None, scale=None) -> dict:
+def evaluate(samples, train_structures, test_structures, reference=None, scale=None, *, key) -> dict:
     """The metrics of ``samples``; those that need pymatgen, smact or matminer are NaN when it is not installed.
 
-    Coverage (with matminer) is against the test set's ``reference`` fingerprints, compositions
-    standardised by the training set's (``scale``); samples that do not decode count as uncovered.
+    The Wasserstein distances come with bootstrap standard errors (``key``), and the counts of
+    distinct elements among decoded and valid samples with them. Coverage (with matminer) is against
+    the test set's ``reference`` fingerprints, compositions standardised by the training set's
+    (``scale``); samples that do not decode count as uncovered.
     """
     nan = float("nan")
     structures = [None if c is None else _structure(c) for c in samples]
@@ -317,11 +323,20 @@ def evaluate(samples, train_structures, test_structures, reference=None, scale=N
         "generated_p1_fraction": float(np.mean([c.space_group == 1 for c in samples if c is not None])),
     }
     measures = [("num_elements", metrics.num_elements)] + ([("density", metrics.density)] if HAVE["pymatgen"] else [])
-    for name, fn in measures if valid else ():
-        out[f"wasserstein_{name}"] = metrics.wasserstein([fn(s) for s in valid], [fn(s) for s in test_structures])
+    for (name, fn), k in zip(measures if valid else (), jax.random.split(key, len(measures))):
+        values, test_values = [fn(s) for s in valid], [fn(s) for s in test_structures]
+        out[f"wasserstein_{name}"] = metrics.wasserstein(values, test_values)
+        out[f"wasserstein_{name}_se"] = metrics.wasserstein_error(values, test_values, key=k) if len(valid) > 1 else nan
+    out["num_elements_decoded"] = _counts(metrics.num_elements(s) for s in decoded)
+    out["num_elements_valid"] = _counts(metrics.num_elements(s) for s in valid)
+    out["num_elements_test"] = _counts(metrics.num_elements(s) for s in test_structures)
     if reference is not None and decoded:  # CrystalNN on 1000 crystals: minutes (skipped by --quick)
         out.update(metrics.coverage(metrics.fingerprints(decoded), reference, composition_scale=scale, num_generated=n))
     return out
+
+
+def _counts(values) -> dict:
+    return {str(k): v for k, v in sorted(collections.Counter(values).items())}
 
 
 def _structure(crystal):
@@ -340,7 +355,9 @@ ROWS = [
     ("uniqueness (valid)", "uniqueness", "{:.1%}"),
     ("novelty vs train (valid)", "novelty", "{:.1%}"),
     ("Wasserstein density (g/cm³)", "wasserstein_density", "{:.3f}"),
+    ("  ± bootstrap s.e.", "wasserstein_density_se", "{:.3f}"),
     ("Wasserstein #elements", "wasserstein_num_elements", "{:.4f}"),
+    ("  ± bootstrap s.e.", "wasserstein_num_elements_se", "{:.4f}"),
     ("COV-R (recall)", "cov_recall", "{:.1%}"),
     ("COV-P (precision)", "cov_precision", "{:.1%}"),
     ("P1 fraction (spglib, symprec 0.1)", "p1_fraction", "{:.1%}"),
@@ -382,12 +399,14 @@ def main(argv=None):
         result = dict(info, skeleton_nll=skeleton_nll(kind, net, encoder, tokenizer, data["test"], args, k_nll),
                       full_nll=full_nll(kind, net, encoder, tokenizer, data["test"]))  # fmt: skip
         t1 = time.perf_counter()
-        samples, stats = draw(kind, net, encoder, tokenizer, args.samples, k_sample)
+        samples, rows, stats = draw(kind, net, encoder, tokenizer, args.samples, k_sample)
         result["sample_seconds"] = time.perf_counter() - t1
+        np.save(args.out / f"samples-{kind}.npy", rows)
         if kind == "conditioned":  # ln p(x | valid) = ln p(x) - ln P(valid) for the (valid) test crystals
             result.update(stats, acceptance=stats["accepted"] / stats["drawn"])
             result["full_nll"] += float(np.log(result["acceptance"]))
-        result.update(evaluate(samples, train_structures, test_structures, reference, scale))
+        metrics_key = jax.random.fold_in(keys[kind], 7)
+        result.update(evaluate(samples, train_structures, test_structures, reference, scale, key=metrics_key))
         result["seconds"] = time.perf_counter() - t0
         results[kind] = result
         print(f"[{kind}] {args.steps} steps × batch {args.batch_size}, d={args.d_model}, layers={args.layers}: "
@@ -403,7 +422,12 @@ def main(argv=None):
     print(f"\n{'':<36}" + "".join(f"{kind:>14}" for kind in results))
     for label, name, fmt in ROWS:
         print(f"{label:<36}" + "".join(f"{fmt.format(r.get(name, float('nan'))):>14}" for r in results.values()))
-    print(f"\nresults: {args.out}/results-*.json\ntotal time: {time.perf_counter() - start:.1f}s")
+    for kind, r in results.items():
+        if "num_elements_valid" in r:
+            print(f"distinct elements [{kind}]: decoded {r['num_elements_decoded']}, valid {r['num_elements_valid']}, "
+                  f"test {r['num_elements_test']}")  # fmt: skip
+    print(f"\nresults: {args.out}/results-*.json, sampled rows: samples-*.npy")
+    print(f"total time: {time.perf_counter() - start:.1f}s")
 
 
 if __name__ == "__main__":

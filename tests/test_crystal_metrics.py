@@ -1,5 +1,6 @@
 """Metrics of generated crystals on hand-made structures whose answers are known."""
 
+import jax
 import numpy as np
 import pytest
 
@@ -71,6 +72,23 @@ def test_wasserstein_distance_of_shifted_samples_is_the_shift():
     values = rng.normal(size=200)
     assert metrics.wasserstein(values + 0.3, values) == pytest.approx(0.3, abs=1e-12)
     assert metrics.wasserstein([2, 2, 3], [2, 3, 3]) == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize("p, q", [(0.5, 0.2), (0.26, 0.6)])
+def test_wasserstein_error_of_two_bernoulli_samples_is_the_standard_error_of_their_difference(p, q):
+    rng = np.random.default_rng(1)
+    values, reference = rng.random(1000) < p, rng.random(1500) < q
+    expected = np.sqrt(values.mean() * (1 - values.mean()) / 1000 + reference.mean() * (1 - reference.mean()) / 1500)
+    error = metrics.wasserstein_error(values, reference, key=jax.random.key(0), num_resamples=400)
+    assert error == pytest.approx(expected, rel=0.12)  # the bootstrap's own spread at 400 resamples: ~4 %
+    assert metrics.wasserstein_error(values, reference, key=jax.random.key(0), num_resamples=400) == error
+
+
+def test_wasserstein_error_refuses_bad_input_by_name():
+    with pytest.raises(ValueError, match="values and reference must be 1-D"):
+        metrics.wasserstein_error([1.0], [1.0, 2.0], key=jax.random.key(0))
+    with pytest.raises(ValueError, match="num_resamples must be ≥ 2"):
+        metrics.wasserstein_error([1.0, 2.0], [1.0, 2.0], key=jax.random.key(0), num_resamples=1)
 
 
 def test_space_group_and_p1_fraction():

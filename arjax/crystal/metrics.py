@@ -6,7 +6,7 @@
 * ``uniqueness`` and ``novelty``: pymatgen ``StructureMatcher`` (ltol 0.2, stol 0.3, 5°) among the
   samples and against a training set.
 * ``density`` and ``num_elements``, compared with a reference set by ``wasserstein`` (1-D earth
-  mover's distance).
+  mover's distance), with its bootstrap standard error ``wasserstein_error``.
 * ``space_group`` of a structure by spglib and the ``p1_fraction`` of a set.
 * ``fingerprints`` (CrystalNN site fingerprints and Magpie composition features, as CDVAE) and
   ``coverage``: COV-R and COV-P of generated crystals against a reference set.
@@ -42,6 +42,7 @@ __all__ = [
     "structurally_valid",
     "uniqueness",
     "wasserstein",
+    "wasserstein_error",
 ]
 
 _AVOGADRO_CM3 = 1.66053906660  # g/cm³ per (amu/Å³)
@@ -157,6 +158,32 @@ def wasserstein(values: Sequence[float], reference: Sequence[float]) -> float:
     from scipy.stats import wasserstein_distance
 
     return float(wasserstein_distance(np.asarray(values, float), np.asarray(reference, float)))
+
+
+def wasserstein_error(values: Sequence[float], reference: Sequence[float], *, key, num_resamples: int = 200) -> float:
+    """Bootstrap standard error of ``wasserstein(values, reference)``: both samples resampled with replacement.
+
+    For two sets of 0/1 values the distance is the difference of their means, whose standard error
+    is ``sqrt(p(1 - p)/n + q(1 - q)/m)``:
+
+    >>> import jax
+    >>> error = wasserstein_error([0, 1] * 500, [0] * 800 + [1] * 200, key=jax.random.key(0))
+    >>> bool(0.017 < error < 0.024)  # sqrt(0.25/1000 + 0.16/1000) = 0.0202
+    True
+    """
+    import jax
+
+    values, reference = np.asarray(values, float), np.asarray(reference, float)
+    if values.ndim != 1 or reference.ndim != 1 or min(values.size, reference.size) < 2:
+        raise ValueError(f"wasserstein_error: values and reference must be 1-D with ≥ 2 entries; got shapes "
+                         f"{values.shape} and {reference.shape}")  # fmt: skip
+    if num_resamples < 2:
+        raise ValueError(f"wasserstein_error: num_resamples must be ≥ 2; got {num_resamples}")
+    k_values, k_reference = jax.random.split(key)
+    i = np.asarray(jax.random.randint(k_values, (num_resamples, values.size), 0, values.size))
+    j = np.asarray(jax.random.randint(k_reference, (num_resamples, reference.size), 0, reference.size))
+    distances = [wasserstein(values[a], reference[b]) for a, b in zip(i, j)]
+    return float(np.std(distances, ddof=1))
 
 
 def space_group(structure: Structure, *, symprec: float = 0.1) -> int:
