@@ -95,6 +95,8 @@ def parse_args(argv=None):
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the 80/10/10 split")
     parser.add_argument("--max-sites", type=int, default=10)
     parser.add_argument("--max-atoms", type=int, default=48)
+    parser.add_argument("--max-elements", type=int, default=None,
+                        help="most distinct elements per crystal, a grammar cap for both models (default: none)")
     parser.add_argument("--min-separation", type=float, default=None,
                         help="cut the continuous model's scale below the smallest valid one (Å; default: no cut)")
     parser.add_argument("--steps", type=int, default=6000)
@@ -144,9 +146,9 @@ def load_data(args):
     angles = [v for c in crystals["train"] for v in c.lattice[3:]]
     vocabulary = dict(space_groups=sorted({c.space_group for c in every}),
                       elements=sorted({s.element for c in every for s in c.sites}))  # fmt: skip
-    encoder = CrystalEncoder(**vocabulary, max_sites=args.max_sites, max_atoms=args.max_atoms,
-                             min_separation=args.min_separation)  # fmt: skip
-    tokenizer = CrystalTokenizer(**vocabulary, max_sites=args.max_sites, max_atoms=args.max_atoms, coordinate_bins=32,
+    caps = dict(max_sites=args.max_sites, max_atoms=args.max_atoms, max_elements=args.max_elements)
+    encoder = CrystalEncoder(**vocabulary, **caps, min_separation=args.min_separation)
+    tokenizer = CrystalTokenizer(**vocabulary, **caps, coordinate_bins=32,
                                  length_range=(min(lengths), max(lengths)), length_bins=101,
                                  angle_range=(min(angles), max(angles)), angle_bins=91)  # fmt: skip
     data, skipped = {}, collections.Counter()
@@ -169,8 +171,12 @@ def load_data(args):
 
 # -------------------------------------------------------------------------------------- models
 def _layout(args) -> str:
-    """The saved-net tag of the continuous encoding: scale last, γ on the cell interval, and its cut."""
-    return "-scalelast-gammacell" + ("" if args.min_separation is None else f"-cut{args.min_separation:g}")
+    """The saved-net tag of the continuous encoding: scale last, γ on the cell interval, its cut and element cap."""
+    return "-scalelast-gammacell" + ("" if args.min_separation is None else f"-cut{args.min_separation:g}") + _cap(args)
+
+
+def _cap(args) -> str:
+    return "" if args.max_elements is None else f"-e{args.max_elements}"
 
 
 def train(kind, args, encoder, tokenizer, data, key, base_key=None):
@@ -194,7 +200,8 @@ def train(kind, args, encoder, tokenizer, data, key, base_key=None):
     else:
         net = Transformer(tokenizer.num_positions, tokenizer.num_categories, **size, key=k_net)
         x, rule = jnp.asarray(tokenizer.encode_batch(crystals)), tokenizer.allowed
-    tag = f"{kind}{_layout(args) if kind == 'continuous' else ''}-s{args.steps}-b{args.batch_size}-d{args.d_model}"
+    tag = f"{kind}{_layout(args) if kind == 'continuous' else _cap(args)}-s{args.steps}-b{args.batch_size}"
+    tag += f"-d{args.d_model}"
     tag += f"-l{args.layers}-seed{args.seed}-n{len(crystals)}"
     path = args.out / f"{tag}.eqx"
     if path.exists():

@@ -253,7 +253,7 @@ def _valid_sequences(tok) -> list[tuple[int, ...]]:
         mult, free = ac.multiplicities(g), ac.num_free_coordinates(g)
         lattice_kinds = [name in ("alpha", "beta", "gamma") for name in ac.lattice_parameter_names(g)]
 
-        def sites(prefix, last, atoms, count):
+        def sites(prefix, last, atoms, count, used):
             if count:
                 yield prefix
             if count == tok.max_sites:
@@ -262,13 +262,15 @@ def _valid_sequences(tok) -> list[tuple[int, ...]]:
                 if w < last or (w == last and free[w] == 0) or atoms + mult[w] > tok.atom_cap:
                     continue
                 for e in range(len(tok.elements)):
+                    if len(used | {e}) > tok.element_cap:
+                        continue
                     for coords in np.ndindex(*(tok.coordinate_bins,) * free[w]):
                         site = [tok.letter_start + w, tok.element_start + e] + [
                             tok.coordinate_start + c for c in coords
                         ]
-                        yield from sites(prefix + site, w, atoms + mult[w], count + 1)
+                        yield from sites(prefix + site, w, atoms + mult[w], count + 1, used | {e})
 
-        for body in sites([tok.group_start + gi], -1, 0, 0):
+        for body in sites([tok.group_start + gi], -1, 0, 0, frozenset()):
             choices = [range(tok.angle_bins) if angle else range(tok.length_bins) for angle in lattice_kinds]
             for bins in np.ndindex(*(len(c) for c in choices)):
                 lattice = [
@@ -339,6 +341,34 @@ def test_grammar_rows_are_the_tokens_that_extend_a_valid_prefix_and_ignore_the_s
         noise = rng.integers(tok.num_categories, size=tok.num_positions - len(prefix))
         suffixed = jnp.asarray(list(prefix) + noise.tolist(), jnp.int32)
         np.testing.assert_array_equal(np.asarray(rule(suffixed, len(prefix))), row)
+
+
+def test_element_cap_keeps_exactly_the_sequences_with_few_enough_elements_and_they_sum_to_one():
+    # 221 with a cap of 5 atoms: up to three sites (a, b, c or d); three elements, at most two per crystal.
+    options = dict(space_groups=[221], elements=["Na", "Cl", "K"], max_sites=3, max_atoms=5, coordinate_bins=2,
+                   length_range=(3.0, 4.0), length_bins=2, angle_bins=1)  # fmt: skip
+    capped = ac.CrystalTokenizer(**options, max_elements=2)
+    valid, every = _valid_sequences(capped), _valid_sequences(ac.CrystalTokenizer(**options))
+    elements = range(capped.element_start, capped.coordinate_start)  # no free coordinates: elements at 2, 4, 6
+    distinct = {x: len({t for t in x[2:7:2] if t in elements}) for x in every}
+    assert set(valid) == {x for x in every if distinct[x] <= 2} and max(distinct.values()) == 3
+    net = arjax.nn.MADE(capped.num_positions, capped.num_categories, width=32, depth=1, key=jax.random.key(4))
+    dist = arjax.Autoregressive(net, allowed=capped.allowed)
+    log_p = _log_prob(dist, every, chunk=512)
+    np.testing.assert_array_equal(np.isfinite(log_p), [distinct[x] <= 2 for x in every])
+    assert float(np.exp(np.logaddexp.reduce(log_p.astype(np.float64)))) == pytest.approx(1.0, abs=1e-4)
+    followers = collections.defaultdict(set)
+    for x in valid:
+        for i in range(capped.num_positions):
+            followers[x[:i]].add(x[i])
+    rule = jax.jit(capped.allowed)
+    for prefix in sorted(followers):
+        x = jnp.asarray(list(prefix) + [0] * (capped.num_positions - len(prefix)), jnp.int32)
+        assert set(np.flatnonzero(np.asarray(rule(x, len(prefix)))).tolist()) == followers[prefix], prefix
+    with pytest.raises(ValueError, match="3 distinct elements, more than max_elements=2"):
+        capped.encode("221-a-Na-b-Cl-c-K-X-3.0")
+    with pytest.raises(ValueError, match="position 6: K would be element 3, more than max_elements=2"):
+        capped.decode(np.asarray([x for x in every if distinct[x] == 3][0]))
 
 
 def test_samples_follow_the_grammar(small):

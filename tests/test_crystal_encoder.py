@@ -212,6 +212,20 @@ def test_probabilities_sum_to_one_over_skeletons_and_free_geometry_with_the_atom
     assert _total_probability(_net(enc, scale=1.5), skeletons) == pytest.approx(1.0, abs=2e-3)
 
 
+def test_element_cap_keeps_exactly_the_skeletons_with_few_enough_elements_and_they_sum_to_one():
+    # 221, cap of 5 atoms: up to three sites on a, b, c, d (no free coordinates); at most 2 of 3 elements.
+    options = dict(space_groups=[221], elements=["Na", "Cl", "K"], max_sites=3, max_atoms=5,
+                   coordinate_components=2, lattice_components=2)  # fmt: skip
+    enc = CrystalEncoder(**options, max_elements=2)
+    every = _skeletons(CrystalEncoder(**options))
+    distinct = [len({t for t in sk[2 : enc.coordinate_start : 2] if t >= enc.element_start}) for sk in every]
+    assert max(distinct) == 3
+    assert sorted(_skeletons(enc)) == sorted(sk for sk, n in zip(every, distinct) if n <= 2)
+    assert _total_probability(_net(enc, scale=1.5), _skeletons(enc)) == pytest.approx(1.0, abs=2e-3)
+    with pytest.raises(CrystalError, match="3 distinct elements, more than max_elements=2"):
+        enc.encode("221-a-Na-b-Cl-c-K-X-3.0")
+
+
 @pytest.mark.slow
 def test_probabilities_sum_to_one_with_two_groups_a_tetragonal_cell_and_repeated_free_letters():
     # 99 (P4mm): 1a, 1b (0,0,z / ½,½,z), 2c (½,0,z); a tetragonal cell (a, c). 221: cap 2 leaves 1a, 1b.

@@ -58,6 +58,7 @@ class CrystalEncoder:
         elements: the element symbols in the vocabulary (default H..Og), kept in periodic order.
         max_sites: ``S``, most Wyckoff sites per crystal.
         max_atoms: most atoms per conventional cell (``None``: no cap).
+        max_elements: most distinct elements per crystal (``None``: no cap).
         coordinate_components: von Mises components per free coordinate.
         coordinate_frequencies: Fourier frequencies of a coordinate entering the net.
         lattice_components: mixture components per lattice parameter.
@@ -82,6 +83,7 @@ class CrystalEncoder:
         elements: Sequence[str] | None = None,
         max_sites: int = 8,
         max_atoms: int | None = None,
+        max_elements: int | None = None,
         coordinate_components: int = 16,
         coordinate_frequencies: int = 5,
         lattice_components: int = 4,
@@ -100,6 +102,9 @@ class CrystalEncoder:
         cap = max_sites * 192 if max_atoms is None else max_atoms
         if not isinstance(cap, int) or isinstance(cap, bool) or cap < 1:
             raise ValueError(f"max_atoms must be a positive int or None, got {max_atoms!r}")
+        if max_elements is not None and (not isinstance(max_elements, int) or isinstance(max_elements, bool)
+                                         or max_elements < 1):  # fmt: skip
+            raise ValueError(f"max_elements must be a positive int or None, got {max_elements!r}")
         for name, value in (("min_separation", min_separation), ("min_volume", min_volume)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                       or not 0 < value < float("inf")):  # fmt: skip
@@ -113,6 +118,8 @@ class CrystalEncoder:
         self.max_sites = max_sites
         self.max_atoms = max_atoms
         self.atom_cap = cap
+        self.max_elements = max_elements
+        self.element_cap = len(self.elements) if max_elements is None else max_elements
         self.coordinate_components = coordinate_components
         self.coordinate_frequencies = coordinate_frequencies
         self.lattice_components = lattice_components
@@ -154,6 +161,7 @@ class CrystalEncoder:
             self.elements,
             self.max_sites,
             self.max_atoms,
+            self.max_elements,
             self.coordinate_components,
             self.coordinate_frequencies,
             self.lattice_components,
@@ -170,7 +178,9 @@ class CrystalEncoder:
     def __repr__(self) -> str:
         return (
             f"CrystalEncoder({len(self.space_groups)} groups, {len(self.elements)} elements, "
-            f"max_sites={self.max_sites}, max_atoms={self.max_atoms}, min_separation={self.min_separation}, "
+            f"max_sites={self.max_sites}, max_atoms={self.max_atoms}, "
+            + (f"max_elements={self.max_elements}, " if self.max_elements is not None else "")
+            + f"min_separation={self.min_separation}, "
             f"num_positions={self.num_positions}, "
             f"num_categories={self.num_categories})"
         )
@@ -250,7 +260,8 @@ class CrystalEncoder:
         """The float sequence of a crystal (or its string); sites sorted by letter, element, coordinates.
 
         Raises ``CrystalError`` naming the crystal (``name``, else its string) when it does not fit
-        the vocabulary: group, element, number of sites, atoms over the cap, lattice out of range.
+        the vocabulary: group, element, number of sites, atoms or distinct elements over the cap,
+        lattice out of range.
 
         >>> enc = CrystalEncoder(space_groups=[225], elements=["Na", "Cl"], max_sites=2)
         >>> enc.encode("225-a-Na-b-K-X-5.64", name="KNa")
@@ -280,6 +291,9 @@ class CrystalEncoder:
         if crystal.num_atoms > self.atom_cap:
             fail("too many atoms",
                  f"{crystal.num_atoms} atoms in the conventional cell, more than max_atoms={self.atom_cap}")
+        distinct = {site.element for site in crystal.sites}
+        if len(distinct) > self.element_cap:
+            fail("too many elements", f"{len(distinct)} distinct elements, more than max_elements={self.element_cap}")
         a, b, c, alpha, beta, gamma = crystal.lattice
         if not min(a, b, c) > 0 or not all(0 < v < 180 for v in (alpha, beta, gamma)):
             fail("lattice out of range", f"lattice {crystal.lattice} has a length <= 0 or an angle outside (0, 180)")
@@ -363,6 +377,10 @@ class CrystalEncoder:
                 )  # fmt: skip
                 raise ValueError(f"position {i}: {reason}")
             e = token(i + 1, self.element_start, self.num_categories, "an element")
+            used = {site.element for site in sites}
+            if self.elements[e] not in used and len(used) == self.element_cap:
+                raise ValueError(f"position {i + 1}: {self.elements[e]} would be element {self.element_cap + 1}, "
+                                 f"more than max_elements={self.element_cap}")  # fmt: skip
             if w == last and e < last_element:
                 raise ValueError(f"position {i + 1}: sites on the same letter come in element order; "
                                  f"{self.elements[e]} follows {self.elements[last_element]}")  # fmt: skip

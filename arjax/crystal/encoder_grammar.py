@@ -15,9 +15,10 @@ class EncoderGrammar:
     The rule enforces: a space group whose smallest multiplicity fits the atom cap; per site a
     Wyckoff letter of that group, letters non-decreasing and strictly increasing after a letter
     without free coordinates (such an orbit holds one site); the running total of atoms
-    ``Σ multiplicity ≤ max_atoms`` (a letter that would exceed it is masked); the end token after at
-    least one site, then padding (letter and element both); sites on the same letter in
-    element order. Rows of the continuous positions are not read (``arjax.Autoregressive`` applies
+    ``Σ multiplicity ≤ max_atoms`` (a letter that would exceed it is masked); at most
+    ``max_elements`` distinct elements (once that many are used, a site takes one of them); the end
+    token after at least one site, then padding (letter and element both); sites on the same letter
+    in element order. Rows of the continuous positions are not read (``arjax.Autoregressive`` applies
     ``allowed`` to token positions only); the rule gives them the padding token.
 
     Pure ``jax.numpy`` over static position tables, so it traces under ``jit``/``vmap``; any prefix,
@@ -76,7 +77,9 @@ class EncoderGrammar:
         letter_row = jnp.where(ended, k == PAD, letter_ok | ((k == END) & (s > 0)))
         same_letter = has_previous & is_letter[s] & (letters[s] == last)
         lowest_element = jnp.where(same_letter, elements[previous], 0)
-        element_ok = (k >= enc.element_start) & ((k - enc.element_start) >= lowest_element)
+        used = jnp.any((before & is_letter)[:, None] & (elements[:, None] == jnp.arange(len(enc.elements))), axis=0)
+        e = jnp.clip(k - enc.element_start, 0, len(enc.elements) - 1)
+        element_ok = (k >= enc.element_start) & (e >= lowest_element) & (used[e] | (jnp.sum(used) < enc.element_cap))
         element_row = jnp.where(is_letter[s], element_ok, k == PAD)
         group_row = jnp.asarray(_group_row(enc))
         is_skeleton = (i >= 1) & (i < enc.coordinate_start)

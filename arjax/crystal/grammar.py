@@ -16,7 +16,8 @@ class CrystalGrammar:
     The rule enforces: the space group first; then per site a Wyckoff letter of that group, an
     element and one coordinate bin per free coordinate of the letter; letters non-decreasing, and
     strictly increasing after a letter without free coordinates (such a position holds one site);
-    at most ``max_sites`` sites and ``max_atoms`` atoms per conventional cell; the end token after at
+    at most ``max_sites`` sites, ``max_atoms`` atoms per conventional cell and ``max_elements``
+    distinct elements (once that many are used, a site takes one of them); the end token after at
     least one site; one length or angle bin per free lattice parameter of the crystal system; then
     padding only. Every sequence that follows the rule decodes with ``tokenizer.decode``.
 
@@ -62,6 +63,8 @@ def _prefix_state(grammar: CrystalGrammar, x, i):
     zero, false = jnp.zeros((), jnp.int32), jnp.zeros((), bool)
     pos, ended, end_pos = jnp.ones((), jnp.int32), false, zero
     last, strict, sites, atoms, site_start, site_len = zero, zero, zero, zero, zero, zero
+    used = jnp.zeros(len(tok.elements), bool)
+    element_index = jnp.arange(len(tok.elements))
     for _ in range(tok.max_sites):
         at = jnp.minimum(pos, n - 1)
         token = x[at]
@@ -74,6 +77,8 @@ def _prefix_state(grammar: CrystalGrammar, x, i):
         last = jnp.where(is_site, w, last)
         strict = jnp.where(is_site, (f == 0).astype(jnp.int32), strict)
         sites, atoms = sites + is_site, atoms + jnp.where(is_site, mult[g, w], 0)
+        element_at = jnp.minimum(pos + 1, n - 1)
+        used = used | (is_site & known[element_at] & (x[element_at] - tok.element_start == element_index))
         site_start, site_len = jnp.where(is_site, pos, site_start), jnp.where(is_site, 2 + f, site_len)
         pos = jnp.where(is_site, pos + 2 + f, pos)
     closing = ~ended & (pos < i)
@@ -94,6 +99,7 @@ def _prefix_state(grammar: CrystalGrammar, x, i):
         "strict": strict,
         "sites": sites,
         "atoms": atoms,
+        "used": used,
         "left": lattice_index,
     }
 
@@ -116,6 +122,10 @@ def _row(grammar: CrystalGrammar, state) -> Bool[Array, " K"]:
         & (state["sites"] < tok.max_sites)
     )
     end = (k == END_TOKEN) & (state["sites"] >= 1)
+    e = jnp.clip(k - tok.element_start, 0, len(tok.elements) - 1)
+    elements = between(tok.element_start, tok.coordinate_start) & (
+        state["used"][e] | (jnp.sum(state["used"]) < tok.element_cap)
+    )
     kind = kinds[g, jnp.clip(state["left"], 0, 5)]
     lattice = jnp.where(
         kind == 1, between(tok.angle_start, tok.num_categories), between(tok.length_start, tok.angle_start)
@@ -125,7 +135,7 @@ def _row(grammar: CrystalGrammar, state) -> Bool[Array, " K"]:
         [
             between(tok.group_start, tok.letter_start),
             letters | end,
-            between(tok.element_start, tok.coordinate_start),
+            elements,
             between(tok.coordinate_start, tok.length_start),
             lattice,
         ],

@@ -37,6 +37,7 @@ class CrystalTokenizer:
         elements: the element symbols in the vocabulary (default H..Og).
         max_sites: most Wyckoff sites per crystal; fixes ``num_positions``.
         max_atoms: most atoms per conventional cell (``None``: no cap).
+        max_elements: most distinct elements per crystal (``None``: no cap).
         coordinate_bins: ``B``; a free coordinate takes the values ``k / B``, ``k = 0..B-1``.
         length_range: ``(lowest, highest)`` lattice length in Å.
         length_bins: lattice lengths take the values ``linspace(*length_range, length_bins)``.
@@ -58,6 +59,7 @@ class CrystalTokenizer:
         elements: Sequence[str] | None = None,
         max_sites: int = 8,
         max_atoms: int | None = None,
+        max_elements: int | None = None,
         coordinate_bins: int = 32,
         length_range: tuple[float, float] = (2.0, 12.0),
         length_bins: int = 101,
@@ -72,6 +74,9 @@ class CrystalTokenizer:
             if not isinstance(n, int) or n < 1 or not 0 < lo <= hi or (n > 1 and lo == hi):
                 raise ValueError(f"{name}_range/{name}_bins must give 0 < lo <= hi and n >= 1, got {(lo, hi)}, {n}")
         cap = max_sites * 192 if max_atoms is None else int(max_atoms)
+        if max_elements is not None and (not isinstance(max_elements, int) or isinstance(max_elements, bool)
+                                         or max_elements < 1):  # fmt: skip
+            raise ValueError(f"max_elements must be a positive int or None, got {max_elements!r}")
         blocked = [g for g in groups if min(multiplicities(g)) > cap]
         if blocked:
             raise ValueError(f"max_atoms={max_atoms} is below the smallest multiplicity of space groups {blocked}")
@@ -86,6 +91,8 @@ class CrystalTokenizer:
         self.angle_bins = angle_bins
         self.num_letters = max(len(wyckoff_letters(g)) for g in groups)
         self.atom_cap = cap
+        self.max_elements = max_elements
+        self.element_cap = len(elements) if max_elements is None else max_elements
         self.group_start = 2
         self.letter_start = self.group_start + len(groups)
         self.element_start = self.letter_start + self.num_letters
@@ -130,6 +137,7 @@ class CrystalTokenizer:
             self.elements,
             self.max_sites,
             self.max_atoms,
+            self.max_elements,
             self.coordinate_bins,
             self.length_range,
             self.length_bins,
@@ -146,7 +154,9 @@ class CrystalTokenizer:
     def __repr__(self) -> str:
         return (
             f"CrystalTokenizer({len(self.space_groups)} groups, {len(self.elements)} elements, "
-            f"max_sites={self.max_sites}, max_atoms={self.max_atoms}, coordinate_bins={self.coordinate_bins}, "
+            f"max_sites={self.max_sites}, max_atoms={self.max_atoms}, "
+            + (f"max_elements={self.max_elements}, " if self.max_elements is not None else "")
+            + f"coordinate_bins={self.coordinate_bins}, "
             f"num_positions={self.num_positions}, num_categories={self.num_categories})"
         )
 
@@ -201,6 +211,10 @@ class CrystalTokenizer:
         sites = sorted(crystal.sites, key=lambda s: letters.index(s.letter))
         if len(sites) > self.max_sites:
             raise ValueError(f"the crystal has {len(sites)} sites, more than max_sites={self.max_sites}")
+        distinct = {site.element for site in sites}
+        if len(distinct) > self.element_cap:
+            raise ValueError(f"the crystal has {len(distinct)} distinct elements, more than "
+                             f"max_elements={self.element_cap}")  # fmt: skip
         tokens = [self.group_start + self.space_groups.index(g)]
         for site in sites:
             if site.element not in self.elements:
@@ -280,6 +294,10 @@ class CrystalTokenizer:
                 raise ValueError(f"position {i}: token {x[i]} ({names[x[i]]!r}): {reason}")
             last, atoms = w, atoms + mult[w]
             element = self.elements[expect(i + 1, self.element_start, self.coordinate_start, "an element")]
+            used = {site.element for site in sites}
+            if element not in used and len(used) == self.element_cap:
+                raise ValueError(f"position {i + 1}: {element} would be element {self.element_cap + 1}, "
+                                 f"more than max_elements={self.element_cap}")  # fmt: skip
             coords = tuple(
                 float(
                     self.coordinate_values[expect(i + 2 + k, self.coordinate_start, self.length_start, "a coordinate")]
