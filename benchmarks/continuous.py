@@ -17,18 +17,25 @@ and the training seconds. Lower NLL is better; the flows' NLL is exact too.
 Section ``cache``: sampling a 256-position ``Transformer`` with ``GaussianMixture(4)`` positions
 with the KV cache against the naive recompute of the whole net at every position (same samples).
 
+Section ``pathwise``: compile and step time of the jitted pathwise reward gradient
+(``reward_loss(..., gradient="pathwise")``) of a MADE over ``VonMisesMixture`` positions, against the
+same family with the CDF's derivatives taken through its loops (the series recurrence and Clenshaw
+scans) instead of ``von_mises_cdf``'s closed-form JVP; the two gradients agree to rounding.
+
 Run:
-    python benchmarks/continuous.py                      # both sections
+    python benchmarks/continuous.py                      # every section
     python benchmarks/continuous.py --sections cache --quick
 """
 
 import argparse
+import dataclasses
 import importlib.util
 import sys
 import time
 from functools import partial
 from pathlib import Path
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -43,12 +50,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import chosen_sections, emit, emit_environment, timed  # noqa: E402
 
-from arjax.families import GaussianMixture  # noqa: E402
+from arjax.families import GaussianMixture, VonMisesMixture, von_mises  # noqa: E402
 from arjax.nn import MADE, Transformer  # noqa: E402
+from arjax.objectives import reward_loss  # noqa: E402
 from arjax.sampling import sample_and_log_prob  # noqa: E402
 from arjax.train import evaluate_nll, fit_mle  # noqa: E402
 
-SECTIONS = ("density", "cache")
+SECTIONS = ("density", "cache", "pathwise")
 MODELS = ("arjax_made_gmm", "arjax_transformer_gmm", "numpyro_maf", "numpyro_bnaf")
 
 
@@ -194,6 +202,48 @@ def cache_section(args):
          max_value_difference=agree)  # fmt: skip
 
 
+@dataclasses.dataclass(frozen=True)
+class _LoopDifferentiatedVonMises(VonMisesMixture):
+    """``VonMisesMixture`` whose CDF is differentiated through its loops (the baseline of ``pathwise``)."""
+
+    def cdf(self, params, value):
+        log_w, loc, kappa = self.unpack(params)
+        unwrapped = von_mises._unwrapped_cdf.fun
+        upper = unwrapped(*jnp.broadcast_arrays(2 * jnp.pi * (value - loc), kappa))
+        lower = unwrapped(*jnp.broadcast_arrays(-2 * jnp.pi * loc, kappa))
+        return jnp.sum(jnp.exp(log_w) * (upper - lower))
+
+
+def _circular_reward(x):
+    return jnp.sum(jnp.cos(2 * jnp.pi * (x - 0.3)))
+
+
+def pathwise_section(args):
+    n, batch = args.pathwise_positions, args.pathwise_batch
+    runs = {}
+    families = {"closed_form_jvp": VonMisesMixture(4), "loops_differentiated": _LoopDifferentiatedVonMises(4)}
+    for label, family in families.items():
+        net = MADE(num_positions=n, families=family, width=args.width, key=jax.random.key(0))
+
+        def loss(net, key):
+            return reward_loss(net, key, reward_fn=_circular_reward, num_samples=batch, gradient="pathwise")
+
+        fn = eqx.filter_jit(eqx.filter_value_and_grad(loss))
+        start = time.perf_counter()
+        grad = jax.block_until_ready(fn(net, jax.random.key(1))[1])
+        first = time.perf_counter() - start
+        _, best = timed(fn, net, jax.random.key(1), repeats=args.repeats, warmup=False)
+        runs[label] = (first - best, grad, best)
+        emit(f"von_mises_pathwise_grad_compile_{label}", first - best, "s", positions=n, batch=batch,
+             step_seconds=best)  # fmt: skip
+    leaves = [jnp.max(jnp.abs(a - b)) for a, b in zip(*(jax.tree.leaves(eqx.filter(g, eqx.is_array))
+                                                        for _, g, _ in runs.values()))]  # fmt: skip
+    fast, slow = runs["closed_form_jvp"], runs["loops_differentiated"]
+    emit("von_mises_pathwise_compile_speedup", slow[0] / fast[0], "x", baseline="loops_differentiated",
+         max_gradient_difference=float(max(leaves)))  # fmt: skip
+    emit("von_mises_pathwise_step_speedup", slow[2] / fast[2], "x", baseline="loops_differentiated")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sections", default=",".join(SECTIONS))
@@ -210,6 +260,8 @@ def main(argv=None):
                         "chosen to match the arjax MADE's parameter count)")
     parser.add_argument("--cache-d-model", type=int, default=128)
     parser.add_argument("--cache-batch", type=int, default=64)
+    parser.add_argument("--pathwise-positions", type=int, default=8)
+    parser.add_argument("--pathwise-batch", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks that every path runs")
@@ -219,7 +271,7 @@ def main(argv=None):
         args.cache_d_model, args.cache_batch, args.repeats = 16, 4, 1
     emit_environment()
     for section in chosen_sections(parser, args.sections, SECTIONS):
-        {"density": density_section, "cache": cache_section}[section](args)
+        {"density": density_section, "cache": cache_section, "pathwise": pathwise_section}[section](args)
 
 
 if __name__ == "__main__":

@@ -144,6 +144,30 @@ def test_von_mises_cdf_agrees_with_quadrature_on_both_sides_of_the_series_cutoff
         assert np.isclose(float(von_mises_cdf(jnp.float32(2 * math.pi), jnp.float32(kappa))), 1.5, atol=1e-5)
 
 
+def test_von_mises_cdf_derivatives_are_the_density_and_the_quadrature_of_its_kappa_derivative():
+    from scipy import special
+
+    from arjax.families import von_mises_cdf
+
+    angles = np.linspace(-3.0, 3.0, 7) + 4 * math.pi  # two turns up: the unwrapped CDF's derivatives do not change
+    for kappa in [0.01, 2.0, 30.0, 80.0]:
+        def density(t, k=kappa):
+            return np.exp(k * (np.cos(t) - 1)) / (2 * math.pi * special.i0e(k))
+
+        def kappa_slope(t, k=kappa):  # ∂vM/∂κ = vM (cos t - I₁/I₀)
+            return density(t) * (np.cos(t) - special.i1e(k) / special.i0e(k))
+
+        reduced = angles - 4 * math.pi
+        d_kappa = [integrate.quad(kappa_slope, -math.pi, a, epsabs=1e-12, limit=200)[0] for a in reduced]
+        args = (jnp.asarray(angles, jnp.float32), jnp.full(angles.shape, kappa, jnp.float32))
+        reverse = jax.vmap(jax.grad(von_mises_cdf, argnums=(0, 1)))(*args)
+        forward = jax.vmap(jax.jacfwd(von_mises_cdf, argnums=(0, 1)))(*args)
+        np.testing.assert_allclose(reverse[0], density(reduced), rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(reverse[1], d_kappa, rtol=1e-4, atol=2e-6)
+        for a, b in zip(forward, reverse):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8)
+
+
 _SMOOTH = {
     "GaussianMixture": lambda x: x**2 + jnp.sin(x),
     "LogNormalMixture": lambda x: jnp.log(x) ** 2 + jnp.sqrt(x),
