@@ -224,6 +224,11 @@ def test_element_cap_keeps_exactly_the_skeletons_with_few_enough_elements_and_th
     assert _total_probability(_net(enc, scale=1.5), _skeletons(enc)) == pytest.approx(1.0, abs=2e-3)
     with pytest.raises(CrystalError, match="3 distinct elements, more than max_elements=2"):
         enc.encode("221-a-Na-b-Cl-c-K-X-3.0")
+    for bad in (0, True, 2.0):
+        with pytest.raises(ValueError, match="max_elements must be a positive int or None"):
+            CrystalEncoder(**options, max_elements=bad)
+        with pytest.raises(ValueError, match="max_elements must be a positive int or None"):
+            ac.CrystalTokenizer(space_groups=[221], elements=["Na", "Cl", "K"], max_elements=bad)
 
 
 @pytest.mark.slow

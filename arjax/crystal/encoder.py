@@ -32,7 +32,7 @@ from jaxtyping import Float
 
 from arjax.crystal.errors import CrystalError
 from arjax.crystal.families import Gated, IntervalLogitNormalMixture, LogitNormalMixture, TruncatedLogNormalMixture
-from arjax.crystal.notation import ELEMENTS, Crystal, Site, check_vocabulary, full_lattice, parse_crystal
+from arjax.crystal.notation import ELEMENTS, Crystal, Site, check_vocabulary, element_cap, full_lattice, parse_crystal
 from arjax.crystal.wyckoff import (
     LETTERS,
     free_coordinates,
@@ -102,9 +102,6 @@ class CrystalEncoder:
         cap = max_sites * 192 if max_atoms is None else max_atoms
         if not isinstance(cap, int) or isinstance(cap, bool) or cap < 1:
             raise ValueError(f"max_atoms must be a positive int or None, got {max_atoms!r}")
-        if max_elements is not None and (not isinstance(max_elements, int) or isinstance(max_elements, bool)
-                                         or max_elements < 1):  # fmt: skip
-            raise ValueError(f"max_elements must be a positive int or None, got {max_elements!r}")
         for name, value in (("min_separation", min_separation), ("min_volume", min_volume)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                       or not 0 < value < float("inf")):  # fmt: skip
@@ -119,7 +116,7 @@ class CrystalEncoder:
         self.max_atoms = max_atoms
         self.atom_cap = cap
         self.max_elements = max_elements
-        self.element_cap = len(self.elements) if max_elements is None else max_elements
+        self.element_cap = element_cap(max_elements, self.elements)
         self.coordinate_components = coordinate_components
         self.coordinate_frequencies = coordinate_frequencies
         self.lattice_components = lattice_components

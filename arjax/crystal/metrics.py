@@ -22,6 +22,7 @@ import warnings
 from collections.abc import Sequence
 from typing import NamedTuple
 
+import jax
 import numpy as np
 
 from arjax.crystal.notation import ELEMENTS
@@ -171,8 +172,6 @@ def wasserstein_error(values: Sequence[float], reference: Sequence[float], *, ke
     >>> bool(0.017 < error < 0.024)  # sqrt(0.25/1000 + 0.16/1000) = 0.0202
     True
     """
-    import jax
-
     values, reference = np.asarray(values, float), np.asarray(reference, float)
     if values.ndim != 1 or reference.ndim != 1 or min(values.size, reference.size) < 2:
         raise ValueError(f"wasserstein_error: values and reference must be 1-D with ≥ 2 entries; got shapes "

@@ -19,7 +19,7 @@ from arjax.crystal.wyckoff import (
     wyckoff_letters,
 )
 
-__all__ = ["ELEMENTS", "END", "Crystal", "Site", "check_vocabulary", "full_lattice", "parse_crystal"]
+__all__ = ["ELEMENTS", "END", "Crystal", "Site", "check_vocabulary", "element_cap", "full_lattice", "parse_crystal"]
 
 END = "X"
 ELEMENTS = tuple(
@@ -115,6 +115,19 @@ def check_vocabulary(space_groups, elements) -> tuple[tuple[int, ...], tuple[str
     if not elements or len(set(elements)) != len(elements):
         raise ValueError(f"elements must be a non-empty sequence of distinct symbols, got {elements}")
     return groups, elements
+
+
+def element_cap(max_elements: int | None, elements: tuple[str, ...]) -> int:
+    """The most distinct elements a crystal may hold: ``max_elements``, checked, or every element when ``None``.
+
+    >>> element_cap(None, ("Na", "Cl")), element_cap(1, ("Na", "Cl"))
+    (2, 1)
+    """
+    if max_elements is None:
+        return len(elements)
+    if not isinstance(max_elements, int) or isinstance(max_elements, bool) or max_elements < 1:
+        raise ValueError(f"max_elements must be a positive int or None, got {max_elements!r}")
+    return max_elements
 
 
 def parse_crystal(text: str) -> Crystal:

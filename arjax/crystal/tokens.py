@@ -13,7 +13,16 @@ from collections.abc import Sequence
 import numpy as np
 from jaxtyping import Int
 
-from arjax.crystal.notation import ELEMENTS, END, Crystal, Site, check_vocabulary, full_lattice, parse_crystal
+from arjax.crystal.notation import (
+    ELEMENTS,
+    END,
+    Crystal,
+    Site,
+    check_vocabulary,
+    element_cap,
+    full_lattice,
+    parse_crystal,
+)
 from arjax.crystal.wyckoff import (
     LETTERS,
     lattice_parameter_names,
@@ -74,9 +83,6 @@ class CrystalTokenizer:
             if not isinstance(n, int) or n < 1 or not 0 < lo <= hi or (n > 1 and lo == hi):
                 raise ValueError(f"{name}_range/{name}_bins must give 0 < lo <= hi and n >= 1, got {(lo, hi)}, {n}")
         cap = max_sites * 192 if max_atoms is None else int(max_atoms)
-        if max_elements is not None and (not isinstance(max_elements, int) or isinstance(max_elements, bool)
-                                         or max_elements < 1):  # fmt: skip
-            raise ValueError(f"max_elements must be a positive int or None, got {max_elements!r}")
         blocked = [g for g in groups if min(multiplicities(g)) > cap]
         if blocked:
             raise ValueError(f"max_atoms={max_atoms} is below the smallest multiplicity of space groups {blocked}")
@@ -92,7 +98,7 @@ class CrystalTokenizer:
         self.num_letters = max(len(wyckoff_letters(g)) for g in groups)
         self.atom_cap = cap
         self.max_elements = max_elements
-        self.element_cap = len(elements) if max_elements is None else max_elements
+        self.element_cap = element_cap(max_elements, elements)
         self.group_start = 2
         self.letter_start = self.group_start + len(groups)
         self.element_start = self.letter_start + self.num_letters
